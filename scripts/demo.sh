@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# The demo: set up (packages, build, models), then chat with the local model.
+# The demo: set up (packages, build, models), build a knowledge base from a real industry data set
+# (503 Q&A on Swedish construction law), and ask it two questions with cited answers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 BIN="${CARGO_TARGET_DIR:-target}/release/lorag"
+FAQ="$("$BIN" models list --json | python3 -c 'import json,sys; print(next(m["path"] for m in json.load(sys.stdin)["models"] if m["name"]=="construction-faq"))')"
+KB="${LORAG_DEMO_KB:-data/demo-kb}"
 echo
-"$BIN" models list
-echo
-echo "\$ lorag chat \"What is a building permit?\" --temperature 0 --max-tokens 120"
-"$BIN" chat "What is a building permit?" --temperature 0 --max-tokens 120
-echo
-echo "\$ lorag chat \"What is the capital of France?\" --temperature 0 --json"
-"$BIN" chat "What is the capital of France?" --temperature 0 --json
+echo "\$ lorag ingest $FAQ --kb $KB"
+"$BIN" ingest "$FAQ" --kb "$KB"
+"$BIN" kb stats --kb "$KB"
+for q in "How long does it take to get a building permit?" "Do I need a building permit for a deck?"; do
+  echo
+  echo "\$ lorag ask \"$q\" --kb $KB"
+  "$BIN" ask "$q" --kb "$KB"
+done

@@ -13,6 +13,7 @@ command -v g++ >/dev/null 2>&1 || need+=(g++)
 compgen -G "/usr/lib/llvm-*/lib/libclang*.so*" >/dev/null || compgen -G "/usr/lib/*/libclang*.so*" >/dev/null || need+=(libclang-dev)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
+[ -d /usr/share/doc/debian/FAQ ] || need+=(debian-faq)  # real HTML/PDF/text for lorag-ingest tests
 if ((${#need[@]})); then
   echo "setup: installing ${need[*]}" >&2
   SUDO=""
@@ -29,3 +30,4 @@ echo "setup: building lorag (release; the first build compiles llama.cpp, about 
 cargo build --release --locked --workspace
 BIN="${CARGO_TARGET_DIR:-target}/release/lorag"
 "$BIN" models fetch
+"$BIN" models fetch construction-faq

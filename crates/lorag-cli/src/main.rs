@@ -21,6 +21,17 @@ enum Command {
     },
     /// Chat with a local model (one prompt, or an interactive session without PROMPT)
     Chat(cmd::chat::ChatArgs),
+    /// Add files, directories or SQLite tables to a knowledge base (incremental)
+    Ingest(cmd::kb::IngestArgs),
+    /// Search a knowledge base (hybrid, dense or BM25)
+    Search(cmd::kb::SearchArgs),
+    /// Answer a question from a knowledge base, with checked citations (without --kb: the model alone)
+    Ask(cmd::ask::AskArgs),
+    /// Knowledge-base maintenance
+    Kb {
+        #[command(subcommand)]
+        command: cmd::kb::KbCommand,
+    },
 }
 
 fn main() {
@@ -28,6 +39,10 @@ fn main() {
     let result = match cli.command {
         Command::Models { command } => cmd::models::run(command),
         Command::Chat(args) => cmd::chat::run(args),
+        Command::Ingest(args) => cmd::kb::ingest(args),
+        Command::Search(args) => cmd::kb::search(args),
+        Command::Kb { command } => cmd::kb::kb(command),
+        Command::Ask(args) => cmd::ask::run(args),
     };
     if let Err(e) = result {
         // One line: the chain of causes, joined.

@@ -134,6 +134,21 @@ impl Session {
         Ok(())
     }
 
+    /// The text of every control token of the vocabulary (`<|im_start|>`, `<|end|>`, ...), longest
+    /// first: text from documents must never contain them, or it could open a turn of its own.
+    pub fn control_token_texts(&self) -> Vec<String> {
+        let vocab = self.model.vocab();
+        let mut v: Vec<String> = vocab
+            .tokens()
+            .filter(|t| vocab.is_control(*t))
+            .map(|t| String::from_utf8_lossy(&vocab.token_to_piece(t, true, None)).into_owned())
+            .filter(|s| s.chars().count() > 1)
+            .collect();
+        v.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        v.dedup();
+        v
+    }
+
     /// Forget the KV cache.
     pub fn reset(&mut self) {
         self.ctx.clear();

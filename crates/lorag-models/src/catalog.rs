@@ -10,6 +10,8 @@ pub enum Kind {
     Embedding,
     /// A vocab-only GGUF (tokenizer and hyper-parameters, no weights), with tokenizer test vectors.
     Vocab,
+    /// A data set (documents or Q&A for a knowledge base, fine-tuning and evaluation).
+    Dataset,
 }
 
 /// One piece of a file: a member of a package archive. A file made of several sources is their
@@ -239,6 +241,34 @@ fn build() -> Vec<Entry> {
                 "ad6905c925c49c022974fe67e030382e8a4f56eb4489a0b9481dcedb1ec73b29",
             ],
         ),
+        Entry {
+            name: "construction-faq",
+            kind: Kind::Dataset,
+            default: false,
+            main: "construction-faq/faq-en.jsonl",
+            about: "503 Q&A on Swedish construction law in 39 categories, English (CC-BY-4.0): JSONL, Alpaca, ShareGPT, CSV",
+            files: ["faq-en.jsonl", "faq-en-alpaca.jsonl", "faq-en-sharegpt.jsonl", "faq-en.csv"]
+                .iter()
+                .zip([
+                    "e4a891ff78e0a785a180cdde2d9fa82bc0339d6e1f5297037e44eedb07f9b40b",
+                    "f3aa388ed8f7190fab8356a0ac90957c95756bc85eee9dd6300ce0794b6fb61d",
+                    "9b39983be95a5654950da816a402d3298d21a0dc32b217232b81b6d62dbeb7dd",
+                    "4c7e1c91276936d91efe6d3ca9b798db5d768de8a9ffbaefd62c531ba2b81e4c",
+                ])
+                .map(|(f, sha)| {
+                    let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+                    one(
+                        leak(format!("construction-faq/{f}")),
+                        sha,
+                        wheel(
+                            "zaragoza-construction-faq",
+                            "1.2.1",
+                            leak(format!("zaragoza_construction_faq/data/{f}")),
+                        ),
+                    )
+                })
+                .collect(),
+        },
         Entry {
             name: "qwen2.5-coder-0.5b-instruct",
             kind: Kind::Chat,

@@ -38,6 +38,20 @@ pub fn template_family(t: &str) -> &'static str {
 
 /// Describe one model file (GGUF) or folder (sentence-transformers).
 pub fn describe(name: &str, path: &Path) -> Result<ModelInfo> {
+    if path.extension().is_some_and(|e| e != "gguf") && path.is_file() {
+        // A data set file: nothing to read but its presence.
+        return Ok(ModelInfo {
+            name: name.to_string(),
+            kind: "dataset",
+            path: path.to_path_buf(),
+            fetched: true,
+            architecture: None,
+            parameters: None,
+            quantization: None,
+            context_length: None,
+            chat_template: None,
+        });
+    }
     if path.is_dir() {
         return describe_folder(name, path);
     }
@@ -142,6 +156,7 @@ pub fn list(dir: &Path) -> Vec<Result<ModelInfo>> {
                     Kind::Chat => "chat",
                     Kind::Embedding => "embedding",
                     Kind::Vocab => "vocab",
+                    Kind::Dataset => "dataset",
                 },
                 path,
                 fetched: false,

@@ -49,7 +49,7 @@ pub struct ChatArgs {
     /// Chat template name (chatml, phi3, llama3, gemma, ...) overriding the model's own
     #[arg(long)]
     pub chat_template: Option<String>,
-    /// Print one JSON object: text, finish_reason, token counts and speeds
+    /// Print one JSON object (one per turn in an interactive session): text, finish_reason, token counts and speeds
     #[arg(long)]
     pub json: bool,
 }
@@ -104,7 +104,14 @@ pub fn run(args: ChatArgs) -> Result<()> {
     }
     match &args.prompt {
         Some(p) => one_shot(&mut session, history, p, &params, args.json),
-        None => interactive(&mut session, history, &params, &engine, &adapters),
+        None => interactive(
+            &mut session,
+            history,
+            &params,
+            &engine,
+            &adapters,
+            args.json,
+        ),
     }
 }
 
@@ -130,22 +137,24 @@ fn one_shot(
         g
     };
     if json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "text": g.text,
-                "finish_reason": g.finish_reason.as_str(),
-                "prompt_tokens": g.prompt_tokens,
-                "completion_tokens": g.completion_tokens,
-                "prompt_tok_per_s": round2(g.prompt_tok_per_s),
-                "decode_tok_per_s": round2(g.decode_tok_per_s),
-                "cached_tokens": g.cached_tokens,
-                "prompt_ms": round2(g.prompt_ms),
-                "decode_ms": round2(g.decode_ms),
-            })
-        );
+        println!("{}", to_json(&g));
     }
     Ok(())
+}
+
+/// The `--json` object of one generation.
+fn to_json(g: &lorag_llm::Generation) -> serde_json::Value {
+    serde_json::json!({
+        "text": g.text,
+        "finish_reason": g.finish_reason.as_str(),
+        "prompt_tokens": g.prompt_tokens,
+        "completion_tokens": g.completion_tokens,
+        "prompt_tok_per_s": round2(g.prompt_tok_per_s),
+        "decode_tok_per_s": round2(g.decode_tok_per_s),
+        "cached_tokens": g.cached_tokens,
+        "prompt_ms": round2(g.prompt_ms),
+        "decode_ms": round2(g.decode_ms),
+    })
 }
 
 fn round2(x: f64) -> f64 {
@@ -158,6 +167,7 @@ fn interactive(
     params: &SamplingParams,
     engine: &Engine,
     adapters: &[(Arc<lorag_llm::LoraAdapter>, f32)],
+    json: bool,
 ) -> Result<()> {
     let tty = std::io::stdin().is_terminal();
     let system_turns = history.len();
@@ -192,8 +202,8 @@ fn interactive(
             "" => continue,
             "/exit" | "/quit" => break,
             "/reset" => {
+                // A new conversation; the KV cache keeps the system prompt's entries for reuse.
                 history.truncate(system_turns);
-                session.reset();
                 continue;
             }
             _ => {}
@@ -212,10 +222,21 @@ fn interactive(
         };
         let mut out = std::io::stdout().lock();
         let g = session.generate(&rendered, params, &mut |t| {
-            let _ = out.write_all(t.as_bytes());
-            let _ = out.flush();
+            if !json {
+                let _ = out.write_all(t.as_bytes());
+                let _ = out.flush();
+            }
         });
-        let _ = writeln!(out);
+        match &g {
+            // With --json: one object per turn (JSON lines).
+            Ok(g) if json => {
+                let _ = writeln!(out, "{}", to_json(g));
+            }
+            _ => {
+                let _ = writeln!(out);
+            }
+        }
+        let _ = out.flush();
         drop(out);
         match g {
             Ok(g) => {

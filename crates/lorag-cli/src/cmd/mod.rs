@@ -1,4 +1,6 @@
+pub mod ask;
 pub mod chat;
+pub mod kb;
 pub mod models;
 
 use std::path::PathBuf;

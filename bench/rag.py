@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+"""RAG against no-RAG on SQuAD v1.1 dev, same model, greedy: answer token-F1 and exact match,
+how often the gold paragraph is among the cited (and the given) sources, the refusal rate on
+questions whose paragraph was left out of the KB (and the false-refusal rate on answerable ones),
+the best-similarity distributions that calibrate the refusal threshold, and latency for k = 4.
+Run through bench/rag.sh."""
+import argparse
+import collections
+import json
+import os
+import random
+import re
+import shutil
+import string
+import subprocess
+import statistics
+
+import squad_data
+
+STYLE = "Answer with a short phrase from the sources."
+
+
+def normalize(s):
+    s = s.lower()
+    s = "".join(ch for ch in s if ch not in set(string.punctuation))
+    s = re.sub(r"\b(a|an|the)\b", " ", s)
+    return " ".join(s.split())
+
+
+def f1(pred, gold):
+    p, g = normalize(pred).split(), normalize(gold).split()
+    common = collections.Counter(p) & collections.Counter(g)
+    same = sum(common.values())
+    if same == 0:
+        return 0.0
+    prec, rec = same / len(p), same / len(g)
+    return 2 * prec * rec / (prec + rec)
+
+
+def clean(answer):
+    answer = re.sub(r"\[\d+(,\s*\d+)*\]", "", answer)
+    return answer.replace("The knowledge base does not contain the answer.", "").strip()
+
+
+def ask_many(lorag, questions, kb=None, k=4, max_tokens=48):
+    """One lorag process answers all questions (one JSON line each); /reset keeps them independent."""
+    args = [lorag, "ask", "--json", "-k", str(k), "--max-tokens", str(max_tokens), "--style", STYLE]
+    if kb:
+        args += ["--kb", kb]
+    stdin = "".join(q.replace("\n", " ") + "\n/reset\n" for q in questions)
+    out = subprocess.run(args, input=stdin, capture_output=True, text=True, check=True).stdout
+    res = [json.loads(l) for l in out.splitlines()]
+    assert len(res) == len(questions), (len(res), len(questions))
+    return res
+
+
+def ensure_kb(lorag, paras, docs, kb, leave_out=()):
+    if os.path.exists(kb):
+        return
+    shutil.rmtree(docs, ignore_errors=True)
+    os.makedirs(docs)
+    for pid, title, ctx in paras:
+        if pid in leave_out:
+            continue
+        with open(os.path.join(docs, f"p{pid:04}.txt"), "w") as f:
+            f.write(f"{title}\n\n{ctx}\n")
+    r = json.loads(subprocess.run([lorag, "ingest", docs, "--kb", kb, "--json"], check=True,
+                                  capture_output=True, text=True).stdout)
+    print(f"built {kb}: {r['added']} documents, {r['chunks']} chunks in {r['seconds']:.0f} s", flush=True)
+
+
+def pct(xs, q):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--lorag", required=True)
+    ap.add_argument("--out", default=os.path.join(squad_data.HERE, "out", "squad_rag"))
+    ap.add_argument("--n", type=int, default=300, help="answerable questions")
+    ap.add_argument("--unanswerable", type=int, default=100)
+    a = ap.parse_args()
+
+    paras, questions = squad_data.load()
+    rng = random.Random(7)
+    by_para = collections.defaultdict(list)
+    for q in questions:
+        by_para[q[3]].append(q)
+    # Questions whose paragraph stays in the KB, and 100 paragraphs left out (one question each).
+    pids = list(by_para)
+    rng.shuffle(pids)
+    left_out = set(pids[: a.unanswerable])
+    unanswerable = [by_para[p][0] for p in sorted(left_out)]
+    pool = [q for q in questions if q[3] not in left_out]
+    sample = rng.sample(pool, a.n)
+
+    os.makedirs(a.out, exist_ok=True)
+    full_kb = os.path.join(a.out, "kb_full")
+    part_kb = os.path.join(a.out, "kb_without_100")
+    ensure_kb(a.lorag, paras, os.path.join(a.out, "docs_full"), full_kb)
+    ensure_kb(a.lorag, paras, os.path.join(a.out, "docs_part"), part_kb, left_out)
+
+    qs = [q[1] for q in sample]
+    rag = ask_many(a.lorag, qs, kb=full_kb)
+    base = ask_many(a.lorag, qs)
+    unans = ask_many(a.lorag, [q[1] for q in unanswerable], kb=part_kb)
+
+    def scores(results):
+        f, em = [], []
+        for r, q in zip(results, sample):
+            pred = clean(r["answer"])
+            f.append(max(f1(pred, g) for g in q[2]))
+            em.append(max(float(normalize(pred) == normalize(g)) for g in q[2]))
+        return 100 * statistics.mean(f), 100 * statistics.mean(em)
+
+    rf1, rem = scores(rag)
+    bf1, bem = scores(base)
+    gold = [f"p{q[3]:04}.txt" for q in sample]
+    cited = sum(any(os.path.basename(c["source"]) == g for c in r["citations"]) for r, g in zip(rag, gold)) / len(sample)
+    given = sum(any(os.path.basename(c["source"]) == g for c in r["sources"]) for r, g in zip(rag, gold)) / len(sample)
+    refused_unans = sum(r["refused"] for r in unans) / len(unans)
+    refused_ans = sum(r["refused"] for r in rag) / len(rag)
+
+    print(f"\nSQuAD v1.1 dev, {len(sample)} questions, KB of {len(paras)} paragraphs, SmolLM2-135M Q4_1, greedy, k=4")
+    print(f"{'':28} {'token F1':>9} {'EM':>7}")
+    print(f"{'lorag ask --kb (RAG)':28} {rf1:9.1f} {rem:7.1f}")
+    print(f"{'lorag ask (no RAG)':28} {bf1:9.1f} {bem:7.1f}")
+    print(f"RAG - no RAG: {rf1 - bf1:+.1f} F1 points (goal >= +15)")
+    print(f"gold paragraph among the sources given: {100 * given:.1f}%, among the sources cited: {100 * cited:.1f}%")
+    print(f"refusals: {100 * refused_unans:.1f}% of {len(unans)} questions whose paragraph is not in the KB; "
+          f"{100 * refused_ans:.1f}% of the answerable ones")
+    sa = [r["best_similarity"] for r in rag]
+    su = [r["best_similarity"] for r in unans]
+    print(f"best similarity, answerable: median {statistics.median(sa):.3f} (p10 {pct(sa, .1):.3f}); "
+          f"left out: median {statistics.median(su):.3f} (p90 {pct(su, .9):.3f})")
+    best = max((t / 100 for t in range(10, 90)),
+               key=lambda t: (sum(s >= t for s in sa) / len(sa) + sum(s < t for s in su) / len(su)))
+    print(f"threshold with the best balanced accuracy on this sample: {best:.2f}")
+    for name, key in [("retrieval", "retrieval_ms"), ("time to first token", "ttft_ms"), ("total", "total_ms")]:
+        xs = [r[key] for r in rag if not r["refused"]]
+        print(f"{name:20} median {statistics.median(xs):7.1f} ms   p90 {pct(xs, .9):7.1f} ms")
+
+
+if __name__ == "__main__":
+    main()

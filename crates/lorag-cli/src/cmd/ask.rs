@@ -1,0 +1,232 @@
+//! `lorag ask`: grounded answers with checked citations (or, without --kb, the model alone).
+
+use anyhow::{Context, Result};
+use clap::Args;
+use lorag_kb::{Filter, Mode};
+use lorag_llm::{Engine, LoadOptions, Message, SamplingParams, SessionOptions};
+use lorag_rag::{Answer, Kb, RagOptions};
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct AskArgs {
+    /// The question; without it, an interactive session reads questions from stdin (follow-ups
+    /// are rewritten into standalone queries)
+    pub question: Option<String>,
+    /// Knowledge base; without it the model answers alone (no retrieval), for comparison
+    #[arg(long)]
+    pub kb: Option<PathBuf>,
+    /// A model path (.gguf) or catalogue name (default: smollm2-135m-instruct)
+    #[arg(long, short)]
+    pub model: Option<String>,
+    /// GGUF LoRA adapter, optionally with a scale (PATH or PATH:SCALE); repeatable
+    #[arg(long = "lora", value_name = "PATH[:SCALE]")]
+    pub lora: Vec<String>,
+    /// Sources to retrieve
+    #[arg(short, default_value_t = 4)]
+    pub k: usize,
+    /// hybrid, dense or bm25
+    #[arg(long, default_value = "hybrid")]
+    pub mode: String,
+    /// Retrieval filter KEY=VALUE (source=GLOB, kind=EXT, or a metadata field); repeatable
+    #[arg(long)]
+    pub filter: Vec<String>,
+    /// Tokens kept for the answer
+    #[arg(long, default_value_t = 256)]
+    pub max_tokens: usize,
+    /// 0 = greedy (default)
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f32,
+    #[arg(long)]
+    pub seed: Option<u32>,
+    /// Refuse when the best source's similarity to the question is below this
+    #[arg(long, default_value_t = lorag_rag::DEFAULT_REFUSE_BELOW)]
+    pub refuse_below: f32,
+    /// Similarity a sentence needs with its cited source to count as supported
+    #[arg(long, default_value_t = lorag_rag::DEFAULT_SUPPORT_THRESHOLD)]
+    pub support_threshold: f32,
+    /// An instruction added to the question, e.g. "Answer with a short phrase."
+    #[arg(long)]
+    pub style: Option<String>,
+    #[arg(long = "ctx", default_value_t = 0)]
+    pub n_ctx: u32,
+    #[arg(long)]
+    pub threads: Option<i32>,
+    #[arg(long)]
+    pub embedder: Option<String>,
+    /// Print one JSON object (one per question in an interactive session)
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(a: AskArgs) -> Result<()> {
+    let model_path = super::resolve_model(a.model.as_deref())?;
+    let mode: Mode = a.mode.parse().map_err(anyhow::Error::msg)?;
+    let filters = a
+        .filter
+        .iter()
+        .map(|f| Filter::parse(f))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut sampling = if a.temperature > 0.0 {
+        SamplingParams {
+            temperature: a.temperature,
+            seed: a.seed,
+            ..SamplingParams::default()
+        }
+    } else {
+        SamplingParams::greedy(a.max_tokens)
+    };
+    sampling.max_tokens = a.max_tokens;
+    sampling.validate()?;
+    let opts = RagOptions {
+        k: a.k,
+        mode,
+        filters,
+        answer_tokens: a.max_tokens,
+        refuse_below: a.refuse_below,
+        support_threshold: a.support_threshold,
+        sampling,
+        rewrite: true,
+        style: a.style.clone(),
+    };
+    // Open the KB first: a wrong --kb fails before the model loads.
+    let kb_parts = match &a.kb {
+        Some(dir) => {
+            let embedder = super::kb::load_embedder(a.embedder.as_deref())?;
+            let store = lorag_kb::open_for_search(dir, &embedder)?;
+            Some((store, embedder))
+        }
+        None => None,
+    };
+    let engine = Engine::load(&model_path, &LoadOptions::default())?;
+    let mut session = engine.session(&SessionOptions {
+        n_ctx: a.n_ctx,
+        n_threads: a.threads.unwrap_or_else(lorag_llm::default_threads),
+        ..SessionOptions::default()
+    })?;
+    let mut adapters = Vec::new();
+    for spec in &a.lora {
+        let (path, scale) = super::chat::parse_lora(spec)?;
+        if !path.exists() {
+            anyhow::bail!("LoRA adapter not found: {}", path.display());
+        }
+        adapters.push((engine.load_lora(&path)?, scale));
+    }
+    session.set_adapters(&adapters)?;
+    let kb = kb_parts.as_ref().map(|(s, e)| Kb {
+        store: s,
+        embedder: e,
+    });
+
+    let mut history: Vec<Message> = Vec::new();
+    let questions: Box<dyn Iterator<Item = std::io::Result<String>>> = match &a.question {
+        Some(q) => Box::new(std::iter::once(Ok(q.clone()))),
+        None => {
+            if std::io::stdin().is_terminal() {
+                eprintln!("lorag ask: type a question; follow-ups use the conversation. /reset starts over, Ctrl-D ends.");
+            }
+            Box::new(std::io::stdin().lock().lines())
+        }
+    };
+    for q in questions {
+        let q = q.context("reading stdin")?;
+        let q = q.trim();
+        if q.is_empty() {
+            continue;
+        }
+        if q == "/reset" {
+            history.clear();
+            continue;
+        }
+        if q == "/exit" {
+            break;
+        }
+        let mut out = std::io::stdout().lock();
+        let json = a.json;
+        let result = lorag_rag::ask(&mut session, kb.as_ref(), &history, q, &opts, &mut |t| {
+            if !json {
+                let _ = out.write_all(t.as_bytes());
+                let _ = out.flush();
+            }
+        });
+        drop(out);
+        let ans = match result {
+            Ok(ans) => ans,
+            Err(e) if a.question.is_none() => {
+                eprintln!("error: {e}");
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if json {
+            println!("{}", to_json(&ans));
+        } else {
+            print_report(&ans, kb.is_some());
+        }
+        history.push(Message::user(q));
+        history.push(Message::assistant(ans.answer.clone()));
+    }
+    Ok(())
+}
+
+fn to_json(a: &Answer) -> serde_json::Value {
+    let r = |x: f64| (x * 100.0).round() / 100.0;
+    serde_json::json!({
+        "answer": a.answer,
+        "citations": a.citations,
+        "unsupported": a.unsupported,
+        "refused": a.refused,
+        "retrieval_ms": r(a.retrieval_ms),
+        "ttft_ms": r(a.ttft_ms),
+        "total_ms": r(a.total_ms),
+        "query": a.query,
+        "invalid_citations": a.invalid_citations,
+        "sources": a.sources,
+        "prompt_tokens": a.prompt_tokens,
+        "completion_tokens": a.completion_tokens,
+        "best_similarity": a.best_similarity,
+    })
+}
+
+fn print_report(a: &Answer, with_kb: bool) {
+    println!();
+    if !with_kb {
+        return;
+    }
+    if a.refused {
+        return;
+    }
+    println!("\nAnswer with checked citations:\n  {}", a.answer);
+    if !a.citations.is_empty() {
+        println!("Sources:");
+        for c in &a.citations {
+            let mut loc = c.source.clone();
+            if let Some(t) = &c.title {
+                loc.push_str(&format!(" \"{t}\""));
+            }
+            if let Some(p) = c.page {
+                loc.push_str(&format!(", page {p}"));
+            }
+            if let Some(s) = &c.section {
+                loc.push_str(&format!(", § {s}"));
+            }
+            println!("  [{}] {loc} (bytes {}..{})", c.n, c.start, c.end);
+        }
+    }
+    if !a.unsupported.is_empty() {
+        println!("Not supported by the sources:");
+        for s in &a.unsupported {
+            println!("  - {s}");
+        }
+    }
+    if !a.invalid_citations.is_empty() {
+        println!(
+            "Removed citations to sources that were not given: {:?}",
+            a.invalid_citations
+        );
+    }
+    println!(
+        "[retrieval {:.0} ms, first token {:.0} ms, total {:.0} ms]",
+        a.retrieval_ms, a.ttft_ms, a.total_ms
+    );
+}

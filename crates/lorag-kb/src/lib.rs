@@ -1,0 +1,42 @@
+//! The knowledge base: a directory that holds everything (see `lorag-store`), the ingestion
+//! pipeline that fills it (discover → fingerprint → load → chunk → embed → store, one source per
+//! transaction), and retrieval (dense, BM25, hybrid by reciprocal-rank fusion).
+//!
+//! Invariants:
+//! - One bad file never aborts a batch: it lands in `failed` with its reason, the rest goes on.
+//! - An unchanged source (same content hash) is not loaded, chunked or embedded again.
+//! - The KB's embedding model is checked before any work: a KB never mixes models.
+
+mod ingest;
+mod retrieve;
+
+pub use ingest::{ingest, Failed, IngestOptions, IngestReport};
+pub use retrieve::{search, Hit, Mode, SearchOptions};
+
+pub use lorag_store::{Filter, SqliteStore, Store, StoreStats};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Store(#[from] lorag_store::Error),
+    #[error(transparent)]
+    Ingest(#[from] lorag_ingest::IngestError),
+    #[error("embedding: {0}")]
+    Embed(#[from] lorag_embed::EmbedError),
+    #[error("{0}")]
+    Other(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Open an existing KB for reading, checking that `embedder` is the model that built it.
+pub fn open_for_search(
+    dir: &std::path::Path,
+    embedder: &dyn lorag_embed::Embedder,
+) -> Result<SqliteStore> {
+    let mut store = SqliteStore::open(dir, false)?;
+    if store.embedding_model()?.is_some() {
+        store.check_embedding_model(embedder.model_id(), embedder.dim())?;
+    }
+    Ok(store)
+}

@@ -1,0 +1,304 @@
+//! Grounded answers. `ask` = (rewrite a follow-up into a standalone query) → retrieve → refuse when
+//! nothing relevant → fit the sources into the context budget → prompt with numbered, delimited
+//! sources → generate on llama.cpp (streaming) → check every citation and every sentence.
+//!
+//! Invariants:
+//! - Documents are data: source text is quoted inside delimiters and stripped of every control
+//!   token of the model's vocabulary, so no document can open a turn or a system prompt.
+//! - Every `[n]` left in the answer refers to a source that was given; citations to other numbers
+//!   are removed and reported.
+//! - The prompt never exceeds the context: sources are fitted with the model's own tokenizer,
+//!   leaving `answer_tokens` free for the answer.
+
+mod cite;
+mod prompt;
+mod rewrite;
+
+pub use cite::{check_citations, split_sentences, CitationCheck, SentenceCheck};
+pub use prompt::{neutralize, REFUSAL};
+
+use lorag_embed::Embedder;
+use lorag_kb::{Hit, Mode, SearchOptions};
+use lorag_llm::{Generator, Message, SamplingParams, Session};
+use lorag_store::{Filter, Store};
+use serde::Serialize;
+use std::time::Instant;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Llm(#[from] lorag_llm::Error),
+    #[error(transparent)]
+    Kb(#[from] lorag_kb::Error),
+    #[error("embedding: {0}")]
+    Embed(#[from] lorag_embed::EmbedError),
+    #[error("the question is {question} tokens but the model's context holds {n_ctx}, with {reserve} kept for the answer; shorten the question")]
+    QuestionTooLong {
+        question: usize,
+        n_ctx: usize,
+        reserve: usize,
+    },
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+#[derive(Debug, Clone)]
+pub struct RagOptions {
+    pub k: usize,
+    pub mode: Mode,
+    pub filters: Vec<Filter>,
+    /// Tokens kept free for the answer.
+    pub answer_tokens: usize,
+    /// Refuse when the best source's cosine similarity to the query is below this (measured on
+    /// SQuAD: see bench/rag.py and the README).
+    pub refuse_below: f32,
+    /// A sentence is supported when its cosine similarity to a cited source (or, for an uncited
+    /// sentence, to any given source) reaches this.
+    pub support_threshold: f32,
+    pub sampling: SamplingParams,
+    /// Rewrite a follow-up question into a standalone query before retrieval.
+    pub rewrite: bool,
+    /// An extra instruction appended to the question (e.g. "Answer with a short phrase.").
+    pub style: Option<String>,
+}
+
+impl Default for RagOptions {
+    fn default() -> Self {
+        Self {
+            k: 4,
+            mode: Mode::Hybrid,
+            filters: Vec::new(),
+            answer_tokens: 256,
+            refuse_below: DEFAULT_REFUSE_BELOW,
+            support_threshold: DEFAULT_SUPPORT_THRESHOLD,
+            sampling: SamplingParams::greedy(256),
+            rewrite: true,
+            style: None,
+        }
+    }
+}
+
+/// Calibrated on SQuAD v1.1 dev with all-MiniLM-L6-v2 (bench/rag.py --calibrate).
+pub const DEFAULT_REFUSE_BELOW: f32 = 0.30;
+/// A sentence and a passage that states it have a MiniLM cosine well above this; unrelated text
+/// rarely reaches it.
+pub const DEFAULT_SUPPORT_THRESHOLD: f32 = 0.45;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Citation {
+    pub n: usize,
+    pub source: String,
+    pub title: Option<String>,
+    pub section: Option<String>,
+    pub page: Option<u32>,
+    pub start: usize,
+    pub end: usize,
+    pub text: String,
+    /// Retrieval score (RRF in hybrid mode, cosine in dense, BM25 in bm25).
+    pub score: f32,
+    /// Cosine similarity of the query and the passage (what the refusal threshold looks at).
+    pub similarity: f32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Answer {
+    pub answer: String,
+    /// The sources cited in the answer (by their number in the prompt).
+    pub citations: Vec<Citation>,
+    /// Sentences that no given source supports.
+    pub unsupported: Vec<String>,
+    pub refused: bool,
+    /// The query used for retrieval (the question, or its standalone rewrite).
+    pub query: String,
+    /// Citation numbers the model wrote that match no given source (removed from the answer).
+    pub invalid_citations: Vec<usize>,
+    /// Every source that was given to the model, in prompt order.
+    pub sources: Vec<Citation>,
+    pub sentences: Vec<SentenceCheck>,
+    pub retrieval_ms: f64,
+    pub ttft_ms: f64,
+    pub total_ms: f64,
+    pub prompt_tokens: usize,
+    pub completion_tokens: usize,
+    /// The best cosine similarity between the query and a retrieved passage (0 when none).
+    pub best_similarity: f32,
+}
+
+/// The knowledge base half of RAG: a store and the embedder that built it.
+pub struct Kb<'a> {
+    pub store: &'a dyn Store,
+    pub embedder: &'a dyn Embedder,
+}
+
+/// Answer `question`, given the conversation so far (`history`: earlier user/assistant turns).
+/// Without a KB it answers from the model alone (for comparison).
+pub fn ask(
+    session: &mut Session,
+    kb: Option<&Kb<'_>>,
+    history: &[Message],
+    question: &str,
+    opts: &RagOptions,
+    on_text: &mut dyn FnMut(&str),
+) -> Result<Answer> {
+    let t0 = Instant::now();
+    let n_ctx = session.context_size();
+    let q_tokens = session.count_tokens(question);
+    if q_tokens + opts.answer_tokens + 64 > n_ctx {
+        return Err(Error::QuestionTooLong {
+            question: q_tokens,
+            n_ctx,
+            reserve: opts.answer_tokens,
+        });
+    }
+    let mut answer = Answer {
+        answer: String::new(),
+        citations: Vec::new(),
+        unsupported: Vec::new(),
+        refused: false,
+        query: question.to_string(),
+        invalid_citations: Vec::new(),
+        sources: Vec::new(),
+        sentences: Vec::new(),
+        retrieval_ms: 0.0,
+        ttft_ms: 0.0,
+        total_ms: 0.0,
+        prompt_tokens: 0,
+        completion_tokens: 0,
+        best_similarity: 0.0,
+    };
+    let mut params = opts.sampling.clone();
+    params.max_tokens = params.max_tokens.min(opts.answer_tokens);
+
+    let Some(kb) = kb else {
+        // No retrieval: the model alone.
+        let mut msgs = history.to_vec();
+        msgs.push(Message::user(prompt::plain_question(
+            question,
+            opts.style.as_deref(),
+        )));
+        let rendered = session.render(&msgs)?;
+        let mut first: Option<f64> = None;
+        let g = session.generate(&rendered, &params, &mut |t| {
+            first.get_or_insert_with(|| t0.elapsed().as_secs_f64() * 1e3);
+            on_text(t)
+        })?;
+        answer.answer = g.text.trim().to_string();
+        answer.ttft_ms = first.unwrap_or_default();
+        answer.total_ms = t0.elapsed().as_secs_f64() * 1e3;
+        answer.prompt_tokens = g.prompt_tokens;
+        answer.completion_tokens = g.completion_tokens;
+        return Ok(answer);
+    };
+
+    if opts.rewrite && !history.is_empty() {
+        answer.query = rewrite::standalone(session, history, question)?;
+    }
+    let hits = lorag_kb::search(
+        kb.store,
+        kb.embedder,
+        &answer.query,
+        &SearchOptions {
+            k: opts.k,
+            mode: opts.mode,
+            filters: opts.filters.clone(),
+            ..SearchOptions::default()
+        },
+    )?;
+    answer.retrieval_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let best = hits.iter().map(|h| h.similarity).fold(f32::MIN, f32::max);
+    answer.best_similarity = if hits.is_empty() { 0.0 } else { best };
+    if hits.is_empty() || best < opts.refuse_below {
+        answer.refused = true;
+        answer.answer = REFUSAL.to_string();
+        on_text(REFUSAL);
+        answer.ttft_ms = t0.elapsed().as_secs_f64() * 1e3;
+        answer.total_ms = answer.ttft_ms;
+        return Ok(answer);
+    }
+
+    let controls = session.control_token_texts();
+    let fitted = prompt::fit_sources(session, &hits, &controls, question, history, opts)?;
+    answer.sources = fitted
+        .iter()
+        .enumerate()
+        .map(|(i, (h, _))| citation(i + 1, h))
+        .collect();
+    let msgs = prompt::messages(history, question, &fitted, opts.style.as_deref());
+    let rendered = session.render(&msgs)?;
+    let mut first: Option<f64> = None;
+    // Stream the text as it comes; the citation check runs on the whole answer afterwards.
+    let g = session.generate(&rendered, &params, &mut |t| {
+        first.get_or_insert_with(|| t0.elapsed().as_secs_f64() * 1e3);
+        on_text(t)
+    })?;
+    answer.ttft_ms = first.unwrap_or_else(|| t0.elapsed().as_secs_f64() * 1e3);
+    answer.prompt_tokens = g.prompt_tokens;
+    answer.completion_tokens = g.completion_tokens;
+
+    let source_texts: Vec<&str> = fitted.iter().map(|(_, t)| t.as_str()).collect();
+    let check = check_citations(
+        g.text.trim(),
+        &source_texts,
+        kb.embedder,
+        opts.support_threshold,
+    )?;
+    answer.answer = check.answer;
+    answer.invalid_citations = check.invalid;
+    answer.unsupported = check
+        .sentences
+        .iter()
+        .filter(|s| !s.supported)
+        .map(|s| s.text.clone())
+        .collect();
+    let mut cited: Vec<usize> = check
+        .sentences
+        .iter()
+        .flat_map(|s| s.cites.iter().copied())
+        .collect();
+    cited.sort_unstable();
+    cited.dedup();
+    answer.citations = cited
+        .into_iter()
+        .filter_map(|n| answer.sources.get(n - 1).cloned())
+        .collect();
+    answer.sentences = check.sentences;
+    if answer.answer.trim().is_empty() || prompt::is_refusal(&answer.answer) {
+        answer.refused = true;
+    }
+    answer.total_ms = t0.elapsed().as_secs_f64() * 1e3;
+    Ok(answer)
+}
+
+/// The prompt `ask` gives the model for these hits: sources fitted to the budget, neutralized,
+/// numbered and delimited (for inspection and tests).
+pub fn render_prompt(
+    session: &Session,
+    history: &[Message],
+    question: &str,
+    hits: &[Hit],
+    opts: &RagOptions,
+) -> Result<String> {
+    let controls = session.control_token_texts();
+    let fitted = prompt::fit_sources(session, hits, &controls, question, history, opts)?;
+    Ok(session.render(&prompt::messages(
+        history,
+        question,
+        &fitted,
+        opts.style.as_deref(),
+    ))?)
+}
+
+fn citation(n: usize, h: &Hit) -> Citation {
+    Citation {
+        n,
+        source: h.chunk.source.clone(),
+        title: h.chunk.title.clone(),
+        section: h.chunk.section.clone(),
+        page: h.chunk.page,
+        start: h.chunk.start,
+        end: h.chunk.end,
+        text: h.chunk.text.clone(),
+        score: h.score,
+        similarity: h.similarity,
+    }
+}

@@ -16,6 +16,12 @@ mod sqlite;
 
 pub use sqlite::SqliteStore;
 
+/// An empty HNSW index with the parameters the store uses (cosine, M = 16, ef_construction = 128,
+/// ef_search = 96), for benchmarks and tools that want the same index outside a knowledge base.
+pub fn hnsw_index(dim: usize, capacity: usize) -> Result<usearch::Index> {
+    hnsw::new_index(dim, capacity)
+}
+
 use lorag_core::{Chunk, Document, Metadata};
 use serde::Serialize;
 use std::path::PathBuf;

@@ -9,7 +9,7 @@ use std::time::Instant;
 fn read_f32(path: &str, dim: usize) -> Vec<Vec<f32>> {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
     assert!(
-        bytes.len() % (4 * dim) == 0,
+        bytes.len().is_multiple_of(4 * dim),
         "{path}: size is not a multiple of {dim} f32"
     );
     bytes

@@ -79,33 +79,38 @@ pub fn ingest(
         ProgressBar::hidden()
     };
     let mut seen = HashSet::new();
-    for c in &candidates {
+    // Sources are loaded and chunked ahead until about EMBED_AHEAD chunks wait, then embedded in
+    // one call (a corpus of many small files would otherwise embed one text at a time), then
+    // each source is committed in its own transaction, as before.
+    let mut pending: Vec<(&lorag_ingest::Candidate, Prepared)> = Vec::new();
+    let mut pending_chunks = 0;
+    for (i, c) in candidates.iter().enumerate() {
         seen.insert(c.source.clone());
         bar.set_message(short(&c.source));
-        match ingest_one(&mut store, c, embedder, &opts.chunk) {
-            Ok(Outcome::Unchanged) => report.unchanged += 1,
-            Ok(Outcome::Written {
-                existed,
-                chunks,
-                bytes,
-            }) => {
-                if existed {
-                    report.updated += 1;
-                } else {
-                    report.added += 1;
-                }
-                report.chunks += chunks;
-                report.text_bytes += bytes;
+        match prepare(&store, c, embedder, &opts.chunk) {
+            Ok(None) => {
+                report.unchanged += 1;
+                bar.inc(1);
+            }
+            Ok(Some(p)) => {
+                pending_chunks += p.texts_len();
+                pending.push((c, p));
             }
             Err(e) => {
-                bar.suspend(|| eprintln!("failed: {e}"));
-                report.failed.push(Failed {
-                    source: c.source.clone(),
-                    error: e.to_string(),
-                });
+                fail(&bar, &mut report, c, e);
+                bar.inc(1);
             }
         }
-        bar.inc(1);
+        if pending_chunks >= EMBED_AHEAD || (i + 1 == candidates.len() && !pending.is_empty()) {
+            commit_pending(
+                &mut store,
+                std::mem::take(&mut pending),
+                embedder,
+                &bar,
+                &mut report,
+            );
+            pending_chunks = 0;
+        }
     }
     if opts.prune {
         for s in store.sources()? {
@@ -121,25 +126,49 @@ pub fn ingest(
     Ok(report)
 }
 
-enum Outcome {
-    Unchanged,
-    Written {
-        existed: bool,
-        chunks: usize,
-        bytes: usize,
-    },
+/// Chunks that wait for embedding before this many are pending.
+const EMBED_AHEAD: usize = 128;
+
+/// A changed or new source, loaded and chunked, not yet embedded or written.
+struct Prepared {
+    loaded: lorag_ingest::LoadedSource,
+    chunked: Vec<Vec<Chunk>>,
+    existed: bool,
 }
 
-fn ingest_one(
-    store: &mut SqliteStore,
+impl Prepared {
+    fn texts_len(&self) -> usize {
+        self.chunked.iter().map(Vec::len).sum()
+    }
+    fn texts(&self) -> impl Iterator<Item = &str> {
+        self.chunked.iter().flatten().map(|c| c.text.as_str())
+    }
+}
+
+fn fail(
+    bar: &ProgressBar,
+    report: &mut IngestReport,
+    c: &lorag_ingest::Candidate,
+    e: crate::Error,
+) {
+    bar.suspend(|| eprintln!("failed: {e}"));
+    report.failed.push(Failed {
+        source: c.source.clone(),
+        error: e.to_string(),
+    });
+}
+
+/// Load and chunk `c`; None when its content hash is the one already stored.
+fn prepare(
+    store: &SqliteStore,
     c: &lorag_ingest::Candidate,
     embedder: &dyn Embedder,
     chunk_opts: &ChunkOptions,
-) -> Result<Outcome> {
+) -> Result<Option<Prepared>> {
     let fp = lorag_ingest::fingerprint(c)?;
     let previous = store.source_hash(&c.source)?;
     if previous.as_deref() == Some(fp.hash.as_str()) {
-        return Ok(Outcome::Unchanged);
+        return Ok(None);
     }
     let loaded = lorag_ingest::load(c)?;
     let chunked: Vec<Vec<Chunk>> = loaded
@@ -147,17 +176,67 @@ fn ingest_one(
         .iter()
         .map(|d| lorag_ingest::chunk(d, embedder, chunk_opts))
         .collect();
-    let texts: Vec<&str> = chunked.iter().flatten().map(|c| c.text.as_str()).collect();
-    if texts.is_empty() {
+    if chunked.iter().all(Vec::is_empty) {
         return Err(crate::Error::Other(format!(
             "{}: no text to index",
             c.source
         )));
     }
-    let vectors = embedder.embed(&texts)?;
-    let mut docs = Vec::with_capacity(chunked.len());
+    Ok(Some(Prepared {
+        loaded,
+        chunked,
+        existed: previous.is_some(),
+    }))
+}
+
+/// Embed the chunks of every pending source in one call, then write each source in its own
+/// transaction. If the joint call fails, each source is embedded alone, so that one bad source
+/// fails alone.
+fn commit_pending(
+    store: &mut SqliteStore,
+    pending: Vec<(&lorag_ingest::Candidate, Prepared)>,
+    embedder: &dyn Embedder,
+    bar: &ProgressBar,
+    report: &mut IngestReport,
+) {
+    let all: Vec<&str> = pending.iter().flat_map(|(_, p)| p.texts()).collect();
+    let joint = embedder.embed(&all).ok();
     let mut at = 0;
-    for (d, chunks) in loaded.documents.iter().zip(&chunked) {
+    for (c, p) in &pending {
+        let n = p.texts_len();
+        let vectors = match &joint {
+            Some(v) => Ok(v[at..at + n].to_vec()),
+            None => embedder
+                .embed(&p.texts().collect::<Vec<_>>())
+                .map_err(crate::Error::from),
+        };
+        at += n;
+        match vectors.and_then(|v| write(store, p, &v)) {
+            Ok(chunks) => {
+                if p.existed {
+                    report.updated += 1;
+                } else {
+                    report.added += 1;
+                }
+                report.chunks += chunks;
+                report.text_bytes += p
+                    .loaded
+                    .documents
+                    .iter()
+                    .map(|d| d.text.len())
+                    .sum::<usize>();
+            }
+            Err(e) => fail(bar, report, c, e),
+        }
+        bar.inc(1);
+    }
+}
+
+/// One source, whole, in one transaction.
+fn write(store: &mut SqliteStore, p: &Prepared, vectors: &[Vec<f32>]) -> Result<usize> {
+    let mut docs = Vec::with_capacity(p.chunked.len());
+    let mut at = 0;
+    for (d, chunks) in p.loaded.documents.iter().zip(&p.chunked) {
         docs.push(DocumentChunks {
             document: d,
             chunks,
@@ -166,18 +245,13 @@ fn ingest_one(
         at += chunks.len();
     }
     let rec = SourceRecord {
-        source: loaded.source.clone(),
-        kind: loaded.kind.clone(),
-        hash: loaded.fingerprint.hash.clone(),
-        mtime: loaded.fingerprint.mtime,
-        size: loaded.fingerprint.size,
+        source: p.loaded.source.clone(),
+        kind: p.loaded.kind.clone(),
+        hash: p.loaded.fingerprint.hash.clone(),
+        mtime: p.loaded.fingerprint.mtime,
+        size: p.loaded.fingerprint.size,
     };
-    let n = store.put_source(&rec, &docs)?;
-    Ok(Outcome::Written {
-        existed: previous.is_some(),
-        chunks: n,
-        bytes: loaded.documents.iter().map(|d| d.text.len()).sum(),
-    })
+    Ok(store.put_source(&rec, &docs)?)
 }
 
 /// Document types a user expects to be ingested.

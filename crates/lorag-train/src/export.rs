@@ -147,3 +147,136 @@ pub fn write_peft(model: &Model, cfg: &LoraConfig, base_model: &str, dir: &Path)
     candle_core::safetensors::save(&tensors, dir.join("adapter_model.safetensors"))?;
     Ok(())
 }
+
+/// Hugging Face `config.json` of `model` (`LlamaForCausalLM`, `Phi3ForCausalLM` or
+/// `Qwen2ForCausalLM`), f32 weights. `tied`: the output head is the token embedding.
+pub fn hf_config(model: &Model, tied: bool, gguf: &lorag_gguf::Gguf) -> serde_json::Value {
+    let hp = &model.hp;
+    let (arch, model_type) = match hp.arch {
+        Arch::Llama => ("LlamaForCausalLM", "llama"),
+        Arch::Phi3 => ("Phi3ForCausalLM", "phi3"),
+        Arch::Qwen2 => ("Qwen2ForCausalLM", "qwen2"),
+    };
+    let token = |k: &str| {
+        gguf.get(&format!("tokenizer.ggml.{k}_token_id"))
+            .and_then(Value::as_u64)
+    };
+    // f32 metadata printed as the shortest decimal that reads back the same (1e-5, not 9.99e-6).
+    let f = |x: f32| x.to_string().parse::<f64>().unwrap_or(x as f64);
+    let mut c = serde_json::json!({
+        "architectures": [arch],
+        "model_type": model_type,
+        "vocab_size": hp.n_vocab,
+        "hidden_size": hp.n_embd,
+        "intermediate_size": hp.n_ff,
+        "num_hidden_layers": hp.n_layer,
+        "num_attention_heads": hp.n_head,
+        "num_key_value_heads": hp.n_head_kv,
+        "head_dim": hp.head_dim,
+        "hidden_act": "silu",
+        "max_position_embeddings": hp.n_ctx_train,
+        "rms_norm_eps": f(hp.rms_eps),
+        // transformers 4 reads rope_theta, 5 reads rope_parameters (and converts rope_theta).
+        "rope_theta": f(hp.rope_base),
+        "rope_parameters": {"rope_type": "default", "rope_theta": f(hp.rope_base)},
+        "rope_scaling": null,
+        "tie_word_embeddings": tied,
+        "attention_dropout": 0.0,
+        "initializer_range": 0.02,
+        "use_cache": true,
+        "torch_dtype": "float32",
+        "bos_token_id": token("bos"),
+        "eos_token_id": token("eos"),
+        "pad_token_id": token("padding"),
+    });
+    let extra = match hp.arch {
+        Arch::Llama => serde_json::json!({
+            "attention_bias": false, "mlp_bias": false, "pretraining_tp": 1,
+        }),
+        Arch::Phi3 => serde_json::json!({
+            "original_max_position_embeddings": hp.n_ctx_train,
+            "resid_pdrop": 0.0, "embd_pdrop": 0.0, "sliding_window": null,
+        }),
+        Arch::Qwen2 => serde_json::json!({
+            "use_sliding_window": false, "sliding_window": null,
+            "max_window_layers": hp.n_layer,
+        }),
+    };
+    let obj = c.as_object_mut().expect("object");
+    obj.extend(extra.as_object().expect("object").clone());
+    c
+}
+
+/// The frozen base of `model` as a Hugging Face transformers folder: `config.json` and
+/// `model.safetensors` (f32, HF tensor names; llama q/k rows put back in HF order, the inverse of
+/// llama.cpp's converter). A quantized base is written dequantized, i.e. exactly the weights the
+/// trainer computes with. With the PEFT export ([`write_peft`]) this gives a base + adapter pair
+/// that `transformers` + `peft` load. Returns the number of tensors written.
+pub fn write_hf_base(model: &Model, dir: &Path) -> Result<usize> {
+    use crate::models::Embedding;
+    let hp = &model.hp;
+    if hp.n_rot != hp.head_dim {
+        return Err(Error::Invalid(
+            "partial rotary dimensions have no Hugging Face export yet".into(),
+        ));
+    }
+    let gguf = lorag_gguf::Gguf::open(&model.path)?;
+    let tied = gguf.tensor("output.weight").is_none();
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let dev = model.device.clone();
+    let mut out: HashMap<String, Tensor> = HashMap::new();
+    let embed = match &model.embed {
+        Embedding::Quant(q) => q.dequantize(&dev)?,
+        Embedding::Dense(t) => t.clone(),
+    };
+    out.insert(
+        "model.embed_tokens.weight".into(),
+        embed.to_dtype(candle_core::DType::F32)?,
+    );
+    out.insert("model.norm.weight".into(), model.out_norm.clone());
+    if !tied {
+        out.insert("lm_head.weight".into(), model.lm_head.weight.to_dense()?);
+    }
+    for (l, blk) in model.blocks.iter().enumerate() {
+        let p = format!("model.layers.{l}");
+        out.insert(format!("{p}.input_layernorm.weight"), blk.attn_norm.clone());
+        out.insert(
+            format!("{p}.post_attention_layernorm.weight"),
+            blk.ffn_norm.clone(),
+        );
+        for lin in blk.linears() {
+            let (_, short) = split_name(&lin.name).expect("block linear names are blk.N.name");
+            let hf = hp
+                .arch
+                .hf_name(short)
+                .ok_or_else(|| Error::Invalid(format!("{} has no Hugging Face name", lin.name)))?;
+            let mut w = lin.weight.to_dense()?;
+            let mut b = lin.bias.clone();
+            if hp.arch == Arch::Llama && (short == "attn_q" || short == "attn_k") {
+                let heads = if short == "attn_q" {
+                    hp.n_head
+                } else {
+                    hp.n_head_kv
+                };
+                let idx: Vec<u32> = hf_rows_from_gguf(heads, hp.head_dim)
+                    .into_iter()
+                    .map(|i| i as u32)
+                    .collect();
+                let idx = Tensor::from_vec(idx, w.dim(0)?, &dev)?;
+                w = w.index_select(&idx, 0)?;
+                b = b.map(|b| b.index_select(&idx, 0)).transpose()?;
+            }
+            out.insert(format!("{p}.{hf}.weight"), w.contiguous()?);
+            if let Some(b) = b {
+                out.insert(format!("{p}.{hf}.bias"), b.contiguous()?);
+            }
+        }
+    }
+    let config = hf_config(model, tied, &gguf);
+    let cp = dir.join("config.json");
+    std::fs::write(&cp, serde_json::to_string_pretty(&config).expect("json"))
+        .map_err(io_err(&cp))?;
+    let n = out.len();
+    candle_core::safetensors::save(&out, dir.join("model.safetensors"))?;
+    Ok(n)
+}

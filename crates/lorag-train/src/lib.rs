@@ -4,6 +4,8 @@
 //!   runs; its logits match llama.cpp's (tests/parity.rs).
 //! - [`linear`]: frozen base weights (quantized or dense) with a backward for the quantized
 //!   matmul, and LoRA adapters ([`lora`]) as the only trainable tensors.
+//! - [`fused`]: CPU training ops with hand-written backward (LoRA linear, attention, rms-norm,
+//!   cross-entropy) that keep only their inputs for the backward pass.
 //! - [`repack`]: rewrite a llama GGUF in the phi3 layout (fused qkv and gate|up, NEOX rope).
 //! - [`data`]: JSONL conversations rendered and tokenized by llama.cpp, loss on replies only.
 //! - [`train`]: the loop (AdamW, schedule, accumulation, clipping, eval, checkpoints, resume).
@@ -14,6 +16,7 @@
 
 pub mod data;
 pub mod export;
+pub mod fused;
 pub mod linear;
 pub mod lora;
 pub mod models;

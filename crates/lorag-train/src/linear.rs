@@ -200,6 +200,24 @@ impl Linear {
         let m = x.elem_count() / n_in;
         *out_dims.last_mut().expect("rank >= 1") = n_out;
         let x = x.reshape((m, n_in))?;
+        if let Some(l) = &self.lora {
+            // Without dropout, on the CPU: one fused op that keeps only x for its backward.
+            let dropout = ctx.dropout_seed.is_some() && l.dropout > 0.0;
+            if !dropout && x.device().is_cpu() {
+                let op = crate::fused::LoraMatMul {
+                    w: self.weight.clone(),
+                    mode: ctx.quant,
+                    scale: l.scale,
+                };
+                let mut y = x
+                    .contiguous()?
+                    .apply_op3(l.a.as_tensor(), l.b.as_tensor(), op)?;
+                if let Some(b) = &self.bias {
+                    y = y.broadcast_add(b)?;
+                }
+                return y.reshape(out_dims);
+            }
+        }
         let mut y = self.weight.matmul(&x, ctx.quant)?;
         if let Some(b) = &self.bias {
             y = y.broadcast_add(b)?;

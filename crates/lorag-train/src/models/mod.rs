@@ -6,8 +6,10 @@
 //! - [`phi3`]: fused `attn_qkv` (q | k | v rows) and fused `ffn_up` (gate | up rows), NEOX rope.
 //! - [`qwen2`]: separate q/k/v with biases, NEOX rope.
 //!
-//! Every op has a backward: rms-norm, rope and softmax are built from basic tensor ops, and the
-//! frozen matmul is [`crate::linear::FrozenMatMul`].
+//! Every op has a backward: on the CPU, rms-norm, attention, the LoRA linear layers and the loss
+//! are the fused ops of [`crate::fused`] (hand-written backward, few stored activations);
+//! elsewhere they are built from basic tensor ops, and the frozen matmul is
+//! [`crate::linear::FrozenMatMul`].
 
 pub mod llama;
 pub mod phi3;
@@ -388,6 +390,11 @@ impl Hparams {
 
 /// `x / sqrt(mean(x²) + eps) * w` over the last dimension, from basic ops.
 pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f32) -> candle_core::Result<Tensor> {
+    if x.device().is_cpu() && x.dtype() == DType::F32 {
+        return x
+            .contiguous()?
+            .apply_op1(crate::fused::RmsNorm::new(w, eps)?);
+    }
     let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
     x.broadcast_div(&(ms + eps as f64)?.sqrt()?)?
         .broadcast_mul(w)
@@ -618,12 +625,22 @@ impl Model {
             .reshape((b, nkv, rep * t, hd))?;
         let k = round_f16(k.transpose(1, 2)?.contiguous()?, f16)?;
         let v = round_f16(v.transpose(1, 2)?.contiguous()?, f16)?;
-        let scores = (q.matmul(&k.t()?)? * (1.0 / (hd as f64).sqrt()))?
-            .reshape((b, nh, t, t))?
-            .broadcast_add(mask)?;
-        let p = candle_nn::ops::softmax(&scores, D::Minus1)?.reshape((b, nkv, rep * t, t))?;
-        let o = p
-            .matmul(&v)?
+        let scale = 1.0 / (hd as f64).sqrt();
+        let o = if q.device().is_cpu() {
+            let op = crate::fused::CausalAttention {
+                t,
+                scale,
+                mask: mask.clone(),
+            };
+            q.apply_op3(&k, &v, op)?
+        } else {
+            let scores = (q.matmul(&k.t()?)? * scale)?
+                .reshape((b, nh, t, t))?
+                .broadcast_add(mask)?;
+            let p = candle_nn::ops::softmax(&scores, D::Minus1)?.reshape((b, nkv, rep * t, t))?;
+            p.matmul(&v)?
+        };
+        let o = o
             .reshape((b, nh, t, hd))?
             .transpose(1, 2)?
             .reshape((b, t, nh * hd))?;
@@ -685,6 +702,10 @@ impl Model {
         // Only the counted positions go through the (large) output head.
         let h = h.reshape((b * t, e))?.index_select(&sel, 0)?;
         let logits = self.lm_head.forward(&h, ctx)?;
+        if logits.device().is_cpu() {
+            let ce = crate::fused::CrossEntropy { targets: tgt };
+            return Ok((logits.contiguous()?.apply_op1(ce)?.sum_all()?, n));
+        }
         let lsm = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
         let tgt = Tensor::from_vec(tgt, (n, 1), &self.device)?;
         let picked = lsm.gather(&tgt, 1)?;

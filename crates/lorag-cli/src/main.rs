@@ -27,6 +27,10 @@ enum Command {
     Search(cmd::kb::SearchArgs),
     /// Answer a question from a knowledge base, with checked citations (without --kb: the model alone)
     Ask(cmd::ask::AskArgs),
+    /// Fine-tune a model with LoRA / QLoRA on JSONL conversations (adapter.gguf, PEFT, metrics)
+    Tune(Box<cmd::tune::TuneArgs>),
+    /// Merge LoRA adapters into their base model and write a GGUF (f16, f32 or quantized)
+    Merge(cmd::merge::MergeArgs),
     /// Knowledge-base maintenance
     Kb {
         #[command(subcommand)]
@@ -35,7 +39,25 @@ enum Command {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
+                e.exit();
+            }
+            // A usage error in one line (clap's first line), exit code 2 as clap uses.
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or("error: invalid arguments");
+            eprintln!("{first} (see --help)");
+            std::process::exit(2);
+        }
+    };
     let result = match cli.command {
         Command::Models { command } => cmd::models::run(command),
         Command::Chat(args) => cmd::chat::run(args),
@@ -43,6 +65,8 @@ fn main() {
         Command::Search(args) => cmd::kb::search(args),
         Command::Kb { command } => cmd::kb::kb(command),
         Command::Ask(args) => cmd::ask::run(args),
+        Command::Tune(args) => cmd::tune::run(*args),
+        Command::Merge(args) => cmd::merge::run(args),
     };
     if let Err(e) = result {
         // One line: the chain of causes, joined.

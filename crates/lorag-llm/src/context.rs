@@ -217,3 +217,70 @@ impl Drop for RawContext {
         }
     }
 }
+
+/// The output types of [`quantize`]: (name, llama.cpp file type). I-quants are left out: they need
+/// an importance matrix.
+pub const QUANT_TYPES: &[(&str, sys::llama_ftype)] = &[
+    ("f32", sys::LLAMA_FTYPE_ALL_F32),
+    ("f16", sys::LLAMA_FTYPE_MOSTLY_F16),
+    ("bf16", sys::LLAMA_FTYPE_MOSTLY_BF16),
+    ("q8_0", sys::LLAMA_FTYPE_MOSTLY_Q8_0),
+    ("q6_k", sys::LLAMA_FTYPE_MOSTLY_Q6_K),
+    ("q5_k_m", sys::LLAMA_FTYPE_MOSTLY_Q5_K_M),
+    ("q5_k_s", sys::LLAMA_FTYPE_MOSTLY_Q5_K_S),
+    ("q5_1", sys::LLAMA_FTYPE_MOSTLY_Q5_1),
+    ("q5_0", sys::LLAMA_FTYPE_MOSTLY_Q5_0),
+    ("q4_k_m", sys::LLAMA_FTYPE_MOSTLY_Q4_K_M),
+    ("q4_k_s", sys::LLAMA_FTYPE_MOSTLY_Q4_K_S),
+    ("q4_1", sys::LLAMA_FTYPE_MOSTLY_Q4_1),
+    ("q4_0", sys::LLAMA_FTYPE_MOSTLY_Q4_0),
+    ("q3_k_l", sys::LLAMA_FTYPE_MOSTLY_Q3_K_L),
+    ("q3_k_m", sys::LLAMA_FTYPE_MOSTLY_Q3_K_M),
+    ("q3_k_s", sys::LLAMA_FTYPE_MOSTLY_Q3_K_S),
+    ("q2_k", sys::LLAMA_FTYPE_MOSTLY_Q2_K),
+];
+
+/// Quantize the GGUF model `input` to `output` with llama.cpp's own quantizer
+/// (`llama_model_quantize`, as `llama-quantize` does), to the type named `ty` (see
+/// [`QUANT_TYPES`]). Already-quantized tensors of the input are requantized.
+pub fn quantize(input: &Path, output: &Path, ty: &str, n_threads: i32) -> Result<()> {
+    let ftype = QUANT_TYPES
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(ty))
+        .map(|(_, f)| *f)
+        .ok_or_else(|| {
+            Error::Param(format!(
+                "unknown quantization type {ty:?}; use one of: {}",
+                QUANT_TYPES
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?;
+    lorag_gguf::Gguf::open(input)?;
+    let cstr = |p: &Path| {
+        CString::new(p.to_string_lossy().as_bytes()).map_err(|_| Error::Load {
+            path: p.to_path_buf(),
+            msg: "path contains a NUL byte".into(),
+        })
+    };
+    let (inp, out) = (cstr(input)?, cstr(output)?);
+    crate::backend();
+    // SAFETY: plain C calls; the strings and the params outlive the call, the pointers in the
+    // default params are null (no imatrix, no overrides).
+    let rc = unsafe {
+        let mut p = sys::llama_model_quantize_default_params();
+        p.nthread = n_threads;
+        p.ftype = ftype;
+        p.allow_requantize = true;
+        sys::llama_model_quantize(inp.as_ptr(), out.as_ptr(), &p)
+    };
+    if rc != 0 {
+        return Err(Error::Load {
+            path: input.to_path_buf(),
+            msg: format!("llama.cpp could not quantize it to {ty} (code {rc})"),
+        });
+    }
+    Ok(())
+}

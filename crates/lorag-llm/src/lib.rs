@@ -18,7 +18,7 @@ mod generate;
 mod sampling;
 
 pub use chat::{Message, Role};
-pub use context::LoraAdapter;
+pub use context::{quantize, LoraAdapter, QUANT_TYPES};
 pub use generate::{FinishReason, Generation, Session, SessionOptions};
 pub use sampling::SamplingParams;
 

@@ -8,6 +8,7 @@
 //!   cross-entropy) that keep only their inputs for the backward pass.
 //! - [`repack`]: rewrite a llama GGUF in the phi3 layout (fused qkv and gate|up, NEOX rope).
 //! - [`data`]: JSONL conversations rendered and tokenized by llama.cpp, loss on replies only.
+//! - [`merge`]: fold GGUF LoRA adapters into their base model (`lorag merge`).
 //! - [`train`]: the loop (AdamW, schedule, accumulation, clipping, eval, checkpoints, resume).
 //!
 //! Invariants:
@@ -19,6 +20,7 @@ pub mod export;
 pub mod fused;
 pub mod linear;
 pub mod lora;
+pub mod merge;
 pub mod models;
 pub mod optim;
 pub mod plot;

@@ -140,7 +140,7 @@ pub fn train(
             tokens_per_s: None,
         })?;
     }
-    let bar = progress_bar(ctl.progress, cfg.steps, start);
+    let mut progress = Progress::new(ctl.progress, cfg.steps, start);
     let (mut tokens_total, t_run) = (0usize, Instant::now());
     let mut stopped_early = false;
     for step in start..cfg.steps {
@@ -183,7 +183,7 @@ pub fn train(
             .collect();
         let norm = clip_grad_norm(&mut grads, cfg.max_grad_norm)?;
         if !loss.is_finite() || !norm.is_finite() {
-            bar.abandon();
+            progress.abandon();
             write_plot(run_dir, &log)?;
             return Err(Error::NonFinite {
                 step: step + 1,
@@ -208,8 +208,7 @@ pub fn train(
             lr,
             tokens_per_s: Some(tok_s),
         })?;
-        bar.set_position(done as u64);
-        bar.set_message(format!("loss {loss:.4} lr {lr:.2e} {tok_s:.0} tok/s"));
+        progress.step(done, loss, lr, tok_s, el);
         let interrupted = ctl
             .interrupt
             .as_ref()
@@ -224,7 +223,7 @@ pub fn train(
             break;
         }
     }
-    bar.finish();
+    progress.finish();
     write_plot(run_dir, &log)?;
     let train_losses: Vec<f64> = log.rows.iter().filter_map(|m| m.loss).collect();
     let evals: Vec<f64> = log.rows.iter().filter_map(|m| m.eval_loss).collect();
@@ -370,21 +369,82 @@ pub fn eval_loss(model: &Model, eval: &[Example], cfg: &TrainConfig) -> Result<O
     Ok((n > 0).then(|| sum / n as f64))
 }
 
-fn progress_bar(show: bool, steps: usize, start: usize) -> indicatif::ProgressBar {
-    if !show {
-        return indicatif::ProgressBar::hidden();
+/// Progress on stderr: an indicatif bar (loss, lr, tokens/s, ETA) on a terminal; otherwise (a
+/// log file, a pipe) plain lines, about twenty per run and at every evaluation.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    lines: bool,
+    steps: usize,
+    start: usize,
+    every: usize,
+    t0: Instant,
+}
+
+impl Progress {
+    fn new(show: bool, steps: usize, start: usize) -> Self {
+        use std::io::IsTerminal;
+        let tty = std::io::stderr().is_terminal();
+        let bar = (show && tty).then(|| {
+            let bar = indicatif::ProgressBar::new(steps as u64);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{elapsed_precise} [{wide_bar}] {pos}/{len} {msg} ETA {eta}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            );
+            bar.set_position(start as u64);
+            bar.reset_eta();
+            bar
+        });
+        Self {
+            bar,
+            lines: show && !tty,
+            steps,
+            start,
+            every: (steps / 20).max(1),
+            t0: Instant::now(),
+        }
     }
-    let bar = indicatif::ProgressBar::new(steps as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{elapsed_precise} [{wide_bar}] {pos}/{len} {msg} ETA {eta}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    bar.set_position(start as u64);
-    bar.reset_eta();
-    bar
+
+    fn step(&mut self, done: usize, loss: f64, lr: f64, tok_s: f64, eval: Option<f64>) {
+        let msg = format!("loss {loss:.4} lr {lr:.2e} {tok_s:.0} tok/s");
+        if let Some(bar) = &self.bar {
+            bar.set_position(done as u64);
+            bar.set_message(msg);
+            if let Some(e) = eval {
+                bar.println(format!("step {done}/{}: eval loss {e:.4}", self.steps));
+            }
+        } else if self.lines
+            && (done.is_multiple_of(self.every) || done == self.steps || eval.is_some())
+        {
+            let per_step = self.t0.elapsed().as_secs_f64() / (done - self.start).max(1) as f64;
+            let eta = per_step * (self.steps - done) as f64;
+            let eval = eval.map_or(String::new(), |e| format!(" eval loss {e:.4}"));
+            eprintln!(
+                "step {done}/{} {msg}{eval} ETA {}",
+                self.steps,
+                fmt_secs(eta)
+            );
+        }
+    }
+
+    fn abandon(&self) {
+        if let Some(b) = &self.bar {
+            b.abandon();
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish();
+        }
+    }
+}
+
+fn fmt_secs(s: f64) -> String {
+    let s = s.round() as u64;
+    format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }
 
 /// `metrics.jsonl`: one line per step (and a step-0 line with the base model's eval loss).

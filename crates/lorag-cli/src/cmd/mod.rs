@@ -1,7 +1,9 @@
 pub mod ask;
 pub mod chat;
 pub mod kb;
+pub mod merge;
 pub mod models;
+pub mod tune;
 
 use std::path::PathBuf;
 

@@ -9,10 +9,20 @@ use super::{Block, GateUp, GgufSource, Hparams, Qkv};
 use crate::Result;
 
 pub fn load_block(src: &mut GgufSource, hp: &Hparams, l: usize) -> Result<Block> {
+    load_split_block(src, hp, l, false)
+}
+
+/// A block with separate q/k/v and gate/up (llama, and qwen2 with `qkv_bias`).
+pub(super) fn load_split_block(
+    src: &mut GgufSource,
+    hp: &Hparams,
+    l: usize,
+    qkv_bias: bool,
+) -> Result<Block> {
     let p = |n: &str| format!("blk.{l}.{n}");
-    let q = src.linear(&p("attn_q"), false)?;
-    let k = src.linear(&p("attn_k"), false)?;
-    let v = src.linear(&p("attn_v"), false)?;
+    let q = src.linear(&p("attn_q"), qkv_bias)?;
+    let k = src.linear(&p("attn_k"), qkv_bias)?;
+    let v = src.linear(&p("attn_v"), qkv_bias)?;
     let o = src.linear(&p("attn_output"), false)?;
     let gate = src.linear(&p("ffn_gate"), false)?;
     let up = src.linear(&p("ffn_up"), false)?;

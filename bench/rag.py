@@ -14,6 +14,7 @@ import shutil
 import string
 import subprocess
 import statistics
+import threading
 
 import squad_data
 
@@ -42,15 +43,37 @@ def clean(answer):
     return answer.replace("The knowledge base does not contain the answer.", "").strip()
 
 
-def ask_many(lorag, questions, kb=None, k=4, max_tokens=48):
+def ask_many(lorag, questions, kb=None, k=4, max_tokens=48, model=None, label=""):
     """One lorag process answers all questions (one JSON line each); /reset keeps them independent."""
     args = [lorag, "ask", "--json", "-k", str(k), "--max-tokens", str(max_tokens), "--style", STYLE]
     if kb:
         args += ["--kb", kb]
+    if model:
+        args += ["--model", model]
     stdin = "".join(q.replace("\n", " ") + "\n/reset\n" for q in questions)
-    out = subprocess.run(args, input=stdin, capture_output=True, text=True, check=True).stdout
-    res = [json.loads(l) for l in out.splitlines()]
+    p = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    # Feed stdin from a thread so that a full pipe cannot block either side.
+    threading.Thread(target=lambda: (p.stdin.write(stdin), p.stdin.close()), daemon=True).start()
+    res = []
+    for line in p.stdout:
+        res.append(json.loads(line))
+        if len(res) % 25 == 0:
+            print(f"  {label}: {len(res)}/{len(questions)}", flush=True)
+    if p.wait() != 0:
+        raise SystemExit(f"lorag ask exited with {p.returncode} after {len(res)} answers ({label})")
     assert len(res) == len(questions), (len(res), len(questions))
+    return res
+
+
+def cached(path, make):
+    """Results of one phase are kept in `path`, so that an interrupted run resumes where it stopped."""
+    if os.path.exists(path):
+        with open(path) as f:
+            return json.load(f)
+    res = make()
+    with open(path + ".partial", "w") as f:
+        json.dump(res, f)
+    os.rename(path + ".partial", path)
     return res
 
 
@@ -80,6 +103,9 @@ def main():
     ap.add_argument("--out", default=os.path.join(squad_data.HERE, "out", "squad_rag"))
     ap.add_argument("--n", type=int, default=300, help="answerable questions")
     ap.add_argument("--unanswerable", type=int, default=100)
+    ap.add_argument("--model", help="model path or catalogue name (default: lorag's, SmolLM2)")
+    ap.add_argument("--results", help="folder for the answers of each phase (default: OUT/results-<model>-<n>-<u>); "
+                    "phases already there are reused, delete it to measure again")
     a = ap.parse_args()
 
     paras, questions = squad_data.load()
@@ -101,10 +127,17 @@ def main():
     ensure_kb(a.lorag, paras, os.path.join(a.out, "docs_full"), full_kb)
     ensure_kb(a.lorag, paras, os.path.join(a.out, "docs_part"), part_kb, left_out)
 
+    res_dir = a.results or os.path.join(
+        a.out, f"results-{os.path.basename(a.model or 'smollm2').replace('.gguf', '')}-{a.n}-{a.unanswerable}")
+    os.makedirs(res_dir, exist_ok=True)
     qs = [q[1] for q in sample]
-    rag = ask_many(a.lorag, qs, kb=full_kb)
-    base = ask_many(a.lorag, qs)
-    unans = ask_many(a.lorag, [q[1] for q in unanswerable], kb=part_kb)
+    rag = cached(os.path.join(res_dir, "rag.json"),
+                 lambda: ask_many(a.lorag, qs, kb=full_kb, model=a.model, label="RAG"))
+    base = cached(os.path.join(res_dir, "no_rag.json"),
+                  lambda: ask_many(a.lorag, qs, model=a.model, label="no RAG"))
+    unans = cached(os.path.join(res_dir, "left_out.json"),
+                   lambda: ask_many(a.lorag, [q[1] for q in unanswerable], kb=part_kb, model=a.model,
+                                    label="left out"))
 
     def scores(results):
         f, em = [], []
@@ -122,7 +155,8 @@ def main():
     refused_unans = sum(r["refused"] for r in unans) / len(unans)
     refused_ans = sum(r["refused"] for r in rag) / len(rag)
 
-    print(f"\nSQuAD v1.1 dev, {len(sample)} questions, KB of {len(paras)} paragraphs, SmolLM2-135M Q4_1, greedy, k=4")
+    print(f"\nSQuAD v1.1 dev, {len(sample)} questions, KB of {len(paras)} paragraphs, "
+          f"{a.model or 'SmolLM2-135M Q4_1'}, greedy, k=4 (answers in {res_dir})")
     print(f"{'':28} {'token F1':>9} {'EM':>7}")
     print(f"{'lorag ask --kb (RAG)':28} {rf1:9.1f} {rem:7.1f}")
     print(f"{'lorag ask (no RAG)':28} {bf1:9.1f} {bem:7.1f}")
@@ -134,9 +168,16 @@ def main():
     su = [r["best_similarity"] for r in unans]
     print(f"best similarity, answerable: median {statistics.median(sa):.3f} (p10 {pct(sa, .1):.3f}); "
           f"left out: median {statistics.median(su):.3f} (p90 {pct(su, .9):.3f})")
-    best = max((t / 100 for t in range(10, 90)),
-               key=lambda t: (sum(s >= t for s in sa) / len(sa) + sum(s < t for s in su) / len(su)))
-    print(f"threshold with the best balanced accuracy on this sample: {best:.2f}")
+    # Calibrate the refusal threshold on one half (even positions) and check it on the other.
+    def balanced(t, ans, out):
+        return (sum(x >= t for x in ans) / len(ans) + sum(x < t for x in out) / len(out)) / 2
+    grid = [t / 100 for t in range(10, 90)]
+    best = max(grid, key=lambda t: balanced(t, sa[::2], su[::2]))
+    ha, hu = sa[1::2], su[1::2]
+    print(f"refusal threshold with the best balanced accuracy on half A: {best:.2f}; on half B it refuses "
+          f"{100 * sum(x < best for x in hu) / len(hu):.1f}% of left-out and "
+          f"{100 * sum(x < best for x in ha) / len(ha):.1f}% of answerable questions")
+    print(f"(best on the whole sample: {max(grid, key=lambda t: balanced(t, sa, su)):.2f})")
     for name, key in [("retrieval", "retrieval_ms"), ("time to first token", "ttft_ms"), ("total", "total_ms")]:
         xs = [r[key] for r in rag if not r["refused"]]
         print(f"{name:20} median {statistics.median(xs):7.1f} ms   p90 {pct(xs, .9):7.1f} ms")

@@ -202,6 +202,29 @@ fn unrelated_question_is_refused() {
 }
 
 #[test]
+fn evidence_prefers_the_sentence_that_answers_over_the_same_topic() {
+    // Two paragraphs of one article: only the first answers the question.
+    let answers =
+        "Super Bowl 50\n\nThe American Football Conference (AFC) champion Denver Broncos \
+defeated the National Football Conference (NFC) champion Carolina Panthers 24–10 to earn their \
+third Super Bowl title.";
+    let same_topic = "Super Bowl 50\n\nThe game was played on February 7, 2016, at Levi's Stadium \
+in the San Francisco Bay Area at Santa Clara, California. The league emphasized the golden \
+anniversary with various gold-themed initiatives.";
+    let q = "Which NFL team represented the AFC at Super Bowl 50?";
+    let with = lorag_rag::evidence(q, &[answers, same_topic], embedder()).unwrap();
+    let without = lorag_rag::evidence(q, &[same_topic], embedder()).unwrap();
+    assert!(
+        with >= lorag_rag::DEFAULT_REFUSE_BELOW && without < with - 0.1,
+        "with the answer {with}, without {without}"
+    );
+    assert_eq!(
+        lorag_rag::evidence(q, &["Super Bowl 50"], embedder()).unwrap(),
+        0.0
+    );
+}
+
+#[test]
 fn question_longer_than_the_context_is_a_clear_error() {
     let (_d, store) = kb_with(&[("permits.md", PERMITS)]);
     let kb = Kb {

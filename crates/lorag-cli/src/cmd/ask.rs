@@ -39,7 +39,8 @@ pub struct AskArgs {
     pub temperature: f32,
     #[arg(long)]
     pub seed: Option<u32>,
-    /// Refuse when the best source's similarity to the question is below this
+    /// Refuse when no retrieved sentence reaches this evidence score: the mean of its cosine
+    /// similarity to the question and the share of the question's content words it contains
     #[arg(long, default_value_t = lorag_rag::DEFAULT_REFUSE_BELOW)]
     pub refuse_below: f32,
     /// Similarity a sentence needs with its cited source to count as supported
@@ -185,6 +186,7 @@ fn to_json(a: &Answer) -> serde_json::Value {
         "prompt_tokens": a.prompt_tokens,
         "completion_tokens": a.completion_tokens,
         "best_similarity": a.best_similarity,
+        "evidence": a.evidence,
     })
 }
 

@@ -573,6 +573,43 @@ fn compare(a: &[Vec<f32>], b: &[Vec<f32>]) -> (f32, f64) {
     (worst, agree)
 }
 
+/// `lorag tune --data D --model M --out O EXTRA... --json`, which must succeed.
+fn tune_ok(data: &Path, model: &Path, out: &Path, extra: &[&str]) -> Value {
+    let mut args = vec![
+        "tune",
+        "--data",
+        s(data),
+        "--model",
+        s(model),
+        "--out",
+        s(out),
+    ];
+    args.extend_from_slice(extra);
+    args.push("--json");
+    ok_json(&run(&args))
+}
+
+/// `lorag merge --model M (--lora L)... --out O EXTRA... --json`, which must succeed.
+fn merge_ok(model: &Path, loras: &[&str], out: &Path, extra: &[&str]) -> Value {
+    let mut args = vec!["merge", "--model", s(model)];
+    for l in loras {
+        args.extend_from_slice(&["--lora", l]);
+    }
+    args.extend_from_slice(&["--out", s(out)]);
+    args.extend_from_slice(extra);
+    args.push("--json");
+    ok_json(&run(&args))
+}
+
+/// Merges write through a temporary file that is renamed: none may be left behind.
+fn assert_no_partial_file(dir: &Path) {
+    assert!(!dir.read_dir().unwrap().any(|e| e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .contains("partial")));
+}
+
 #[test]
 fn merged_smollm2_matches_base_plus_adapters_in_llama_cpp() {
     let t0 = Instant::now();
@@ -619,18 +656,7 @@ fn merged_smollm2_matches_base_plus_adapters_in_llama_cpp() {
     )
     .unwrap();
     let merged = dir.path().join("out/merged.gguf");
-    let j = ok_json(&run(&[
-        "merge",
-        "--model",
-        s(&m),
-        "--lora",
-        &format!("{}:0.7", a.display()),
-        "--lora",
-        s(&b),
-        "--out",
-        s(&merged),
-        "--json",
-    ]));
+    let j = merge_ok(&m, &[&format!("{}:0.7", a.display()), s(&b)], &merged, &[]);
     eprintln!("{j:#}");
     assert_eq!(j["merged_tensors"], 30 * 3 + 10);
     let eff = j["adapters"][0]["effective_scale"].as_f64().unwrap();
@@ -651,11 +677,7 @@ fn merged_smollm2_matches_base_plus_adapters_in_llama_cpp() {
             assert_eq!(g.get(k), Some(v), "metadata {k}");
         }
     }
-    assert!(!dir.path().join("out").read_dir().unwrap().any(|e| e
-        .unwrap()
-        .file_name()
-        .to_string_lossy()
-        .contains("partial")));
+    assert_no_partial_file(&dir.path().join("out"));
 
     let e = lorag_llm::Engine::load(
         &m,
@@ -681,18 +703,12 @@ fn merged_smollm2_matches_base_plus_adapters_in_llama_cpp() {
     // without: to see the merge alone, the reference is the same base in f16 (a merge at scale
     // 0 converts exactly the adapted tensors) with the adapters applied at run time.
     let base_f16 = dir.path().join("out/base-f16.gguf");
-    ok_json(&run(&[
-        "merge",
-        "--model",
-        s(&m),
-        "--lora",
-        &format!("{}:0", a.display()),
-        "--lora",
-        &format!("{}:0", b.display()),
-        "--out",
-        s(&base_f16),
-        "--json",
-    ]));
+    merge_ok(
+        &m,
+        &[&format!("{}:0", a.display()), &format!("{}:0", b.display())],
+        &base_f16,
+        &[],
+    );
     let with_adapters = logits(&base_f16, &[(&a, 0.7), (&b, 1.0)], &tokens);
     let plain = logits(&base_f16, &[], &tokens);
     let of_merged = logits(&merged, &[], &tokens);
@@ -725,51 +741,30 @@ fn merged_smollm2_matches_base_plus_adapters_in_llama_cpp() {
     // the >= 99% top-1 check (random dense adapters above are harsher than trained ones).
     let data = messages_file(dir.path());
     let run_dir = dir.path().join("run");
-    ok_json(&run(&[
-        "tune",
-        "--data",
-        s(&data),
-        "--model",
-        s(&m),
-        "--out",
-        s(&run_dir),
-        "--steps",
-        "3",
-        "--batch",
-        "4",
-        "--max-seq",
-        "40",
-        "--lr",
-        "1e-2",
-        "--eval-split",
-        "0",
-        "--json",
-    ]));
+    tune_ok(
+        &data,
+        &m,
+        &run_dir,
+        &[
+            "--steps",
+            "3",
+            "--batch",
+            "4",
+            "--max-seq",
+            "40",
+            "--lr",
+            "1e-2",
+            "--eval-split",
+            "0",
+        ],
+    );
     let tuned = run_dir.join("adapter.gguf");
     let (t16, tm) = (
         dir.path().join("out/t16.gguf"),
         dir.path().join("out/tm.gguf"),
     );
-    ok_json(&run(&[
-        "merge",
-        "--model",
-        s(&m),
-        "--lora",
-        &format!("{}:0", tuned.display()),
-        "--out",
-        s(&t16),
-        "--json",
-    ]));
-    ok_json(&run(&[
-        "merge",
-        "--model",
-        s(&m),
-        "--lora",
-        s(&tuned),
-        "--out",
-        s(&tm),
-        "--json",
-    ]));
+    merge_ok(&m, &[&format!("{}:0", tuned.display())], &t16, &[]);
+    merge_ok(&m, &[s(&tuned)], &tm, &[]);
     let reference = logits(&t16, &[(&tuned, 1.0)], &tokens);
     let (d_eff, agree_eff) = compare(&reference, &logits(&t16, &[], &tokens));
     let (d_t, agree_t) = compare(&reference, &logits(&tm, &[], &tokens));
@@ -779,20 +774,12 @@ fn merged_smollm2_matches_base_plus_adapters_in_llama_cpp() {
 
     // A quantized merge goes through llama.cpp's quantizer.
     let q8 = dir.path().join("out/merged-q8.gguf");
-    let j = ok_json(&run(&[
-        "merge",
-        "--model",
-        s(&m),
-        "--lora",
-        &format!("{}:0.7", a.display()),
-        "--lora",
-        s(&b),
-        "--out",
-        s(&q8),
-        "--type",
-        "q8_0",
-        "--json",
-    ]));
+    let j = merge_ok(
+        &m,
+        &[&format!("{}:0.7", a.display()), s(&b)],
+        &q8,
+        &["--type", "q8_0"],
+    );
     assert_eq!(j["quantization"], "Q8_0", "{j}");
     let g = lorag_gguf::Gguf::open(&q8).unwrap();
     assert_eq!(
@@ -802,11 +789,7 @@ fn merged_smollm2_matches_base_plus_adapters_in_llama_cpp() {
     let (dq, agree_q) = compare(&with_adapters, &logits(&q8, &[], &tokens));
     eprintln!("q8_0 merge: max |diff|/spread {dq:.4}, top-1 agreement {agree_q:.3}");
     assert!(agree_q >= 0.9, "q8_0 top-1 agreement {agree_q}");
-    assert!(!dir.path().join("out").read_dir().unwrap().any(|e| e
-        .unwrap()
-        .file_name()
-        .to_string_lossy()
-        .contains("partial")));
+    assert_no_partial_file(&dir.path().join("out"));
     eprintln!("{:.1} s", t0.elapsed().as_secs_f64());
 }
 
@@ -816,41 +799,27 @@ fn merge_of_a_tuned_tiny_phi3_matches_llama_cpp_with_the_adapter() {
     let model = tiny_phi3(dir.path());
     let data = messages_file(dir.path());
     let out = dir.path().join("run");
-    ok_json(&run(&[
-        "tune",
-        "--data",
-        s(&data),
-        "--model",
-        s(&model),
-        "--out",
-        s(&out),
-        "--steps",
-        "15",
-        "--batch",
-        "4",
-        "--max-seq",
-        "48",
-        "--lr",
-        "2e-2",
-        "--rank",
-        "4",
-        "--rslora",
-        "--json",
-    ]));
+    tune_ok(
+        &data,
+        &model,
+        &out,
+        &[
+            "--steps",
+            "15",
+            "--batch",
+            "4",
+            "--max-seq",
+            "48",
+            "--lr",
+            "2e-2",
+            "--rank",
+            "4",
+            "--rslora",
+        ],
+    );
     let adapter = out.join("adapter.gguf");
     let merged = dir.path().join("merged.gguf");
-    ok_json(&run(&[
-        "merge",
-        "--model",
-        s(&model),
-        "--lora",
-        s(&adapter),
-        "--out",
-        s(&merged),
-        "--type",
-        "f32",
-        "--json",
-    ]));
+    merge_ok(&model, &[s(&adapter)], &merged, &["--type", "f32"]);
     let e = lorag_llm::Engine::load(&model, &lorag_llm::LoadOptions::default()).unwrap();
     let tokens = e.tokenize(
         &e.render_chat(

@@ -29,6 +29,8 @@ enum Command {
     Ask(cmd::ask::AskArgs),
     /// Fine-tune a model with LoRA / QLoRA on JSONL conversations (adapter.gguf, PEFT, metrics)
     Tune(Box<cmd::tune::TuneArgs>),
+    /// RAG-aware fine-tuning data: Q&A conversations become `lorag ask` prompts (retrieved sources) with cited answers
+    RagData(cmd::rag_data::RagDataArgs),
     /// Merge LoRA adapters into their base model and write a GGUF (f16, f32 or quantized)
     Merge(cmd::merge::MergeArgs),
     /// Knowledge-base maintenance
@@ -66,6 +68,7 @@ fn main() {
         Command::Kb { command } => cmd::kb::kb(command),
         Command::Ask(args) => cmd::ask::run(args),
         Command::Tune(args) => cmd::tune::run(*args),
+        Command::RagData(args) => cmd::rag_data::run(args),
         Command::Merge(args) => cmd::merge::run(args),
     };
     if let Err(e) = result {

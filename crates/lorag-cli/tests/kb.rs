@@ -312,3 +312,163 @@ fn rusqlite_count(db: &Path, sql: &str) -> Result<i64, String> {
     conn.query_row(sql, [], |r| r.get(0))
         .map_err(|e| e.to_string())
 }
+
+/// `lorag rag-data`: each Q&A becomes the conversation `lorag ask` would have (its system
+/// prompt, the retrieved sources numbered and quoted, the question with the style), with the
+/// reference answer citing the source that holds it; answers no source supports are skipped
+/// (or become refusals); a bad line names file and line; nothing is written on failure.
+#[test]
+fn rag_data_turns_qa_into_ask_prompts_with_cited_answers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("docs");
+    let kb = tmp.path().join("kb");
+    write(
+        &d,
+        "concrete.txt",
+        "Concrete curing\n\nFresh concrete must be kept moist for seven days after it is poured.\n",
+    );
+    write(
+        &d,
+        "roofs.txt",
+        "Roof trusses\n\nRoof trusses are spaced 600 millimetres apart on centre.\n",
+    );
+    write(
+        &d,
+        "permits.txt",
+        "Permits\n\nA building permit is issued by the municipal building department.\n",
+    );
+    ingest(&kb, &[&d], &[]);
+    let qa = tmp.path().join("qa.jsonl");
+    let qa_line = |q: &str, a: &str| {
+        serde_json::json!({"messages": [
+            {"role": "user", "content": q}, {"role": "assistant", "content": a}]})
+        .to_string()
+    };
+    std::fs::write(
+        &qa,
+        [
+            qa_line("How far apart are roof trusses spaced?", "600 millimetres"),
+            qa_line(
+                "How long must fresh concrete be kept moist?",
+                "For seven days after it is poured.",
+            ),
+            qa_line(
+                "What colour is the site office?",
+                "Bright green with purple stripes",
+            ),
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    let out = tmp.path().join("train.jsonl");
+    let style = "Answer with a short phrase from the sources.";
+    let run = |missing: &str| {
+        ok_json(
+            lorag()
+                .args(["rag-data", "-k", "2", "--json", "--style", style])
+                .args(["--missing", missing])
+                .arg("--kb")
+                .arg(&kb)
+                .arg("--data")
+                .arg(&qa)
+                .arg("--out")
+                .arg(&out)
+                .output()
+                .unwrap(),
+        )
+    };
+    let r = run("skip");
+    assert_eq!(
+        (&r["written"], &r["cited"], &r["skipped"]),
+        (&2.into(), &2.into(), &1.into()),
+        "{r}"
+    );
+    let convs: Vec<Value> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(convs.len(), 2);
+    for (c, (question, answer, doc_text)) in convs.iter().zip([
+        (
+            "How far apart are roof trusses spaced?",
+            "600 millimetres",
+            "spaced 600 millimetres apart",
+        ),
+        (
+            "How long must fresh concrete be kept moist?",
+            "For seven days after it is poured",
+            "kept moist for seven days",
+        ),
+    ]) {
+        let m = c["messages"].as_array().unwrap();
+        let roles: Vec<&str> = m.iter().map(|m| m["role"].as_str().unwrap()).collect();
+        assert_eq!(roles, ["system", "user", "assistant"], "{c}");
+        assert!(m[0]["content"]
+            .as_str()
+            .unwrap()
+            .contains("cite the sources"));
+        let user = m[1]["content"].as_str().unwrap();
+        assert!(user.starts_with("Sources:\n\n[1]"), "{user}");
+        assert!(
+            user.ends_with(&format!("Question: {question}\n{style}")),
+            "{user}"
+        );
+        // The reply cites the number of the source block that holds the answer.
+        let reply = m[2]["content"].as_str().unwrap();
+        assert!(reply.starts_with(answer), "{reply}");
+        let n: usize = reply
+            .split('[')
+            .nth(1)
+            .and_then(|s| s.split(']').next())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no citation in {reply:?}"));
+        let block = user
+            .split(&format!("[{n}] "))
+            .nth(1)
+            .unwrap_or_else(|| panic!("no source [{n}] in {user}"));
+        let block = block.split("\"\"\"").nth(1).unwrap();
+        assert!(
+            block.contains(doc_text),
+            "[{n}] is {block:?}, reply {reply:?}"
+        );
+    }
+
+    let r = run("refuse");
+    assert_eq!(
+        (&r["written"], &r["refusals"]),
+        (&3.into(), &1.into()),
+        "{r}"
+    );
+    let last = std::fs::read_to_string(&out).unwrap();
+    let last: Value = serde_json::from_str(last.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        last["messages"][2]["content"],
+        "The knowledge base does not contain the answer."
+    );
+
+    // A malformed line: the error names file and line, the earlier output stays as it was.
+    let before = std::fs::read(&out).unwrap();
+    std::fs::write(
+        &qa,
+        format!(
+            "{}\n{{\"messages\": 3}}\n",
+            qa_line("How far apart are roof trusses spaced?", "600 millimetres")
+        ),
+    )
+    .unwrap();
+    let o = lorag()
+        .args(["rag-data", "--kb"])
+        .arg(&kb)
+        .arg("--data")
+        .arg(&qa)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("qa.jsonl:2:"), "{err}");
+    assert_eq!(std::fs::read(&out).unwrap(), before);
+    assert!(!tmp.path().join("train.jsonl.partial").exists());
+}

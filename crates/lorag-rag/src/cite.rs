@@ -144,7 +144,7 @@ fn take_citations(s: &str) -> (Vec<usize>, String) {
     (nums, plain.replace(" .", ".").replace(" ,", ","))
 }
 
-fn render(plain: &str, cites: &[usize]) -> String {
+pub(crate) fn render(plain: &str, cites: &[usize]) -> String {
     if cites.is_empty() {
         return plain.to_string();
     }

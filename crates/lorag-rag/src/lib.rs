@@ -200,17 +200,7 @@ pub fn ask(
     if opts.rewrite && !history.is_empty() {
         answer.query = rewrite::standalone(session, history, question)?;
     }
-    let hits = lorag_kb::search(
-        kb.store,
-        kb.embedder,
-        &answer.query,
-        &SearchOptions {
-            k: opts.k,
-            mode: opts.mode,
-            filters: opts.filters.clone(),
-            ..SearchOptions::default()
-        },
-    )?;
+    let hits = retrieve(kb, &answer.query, opts)?;
     answer.retrieval_ms = t0.elapsed().as_secs_f64() * 1e3;
     let best = hits.iter().map(|h| h.similarity).fold(f32::MIN, f32::max);
     answer.best_similarity = if hits.is_empty() { 0.0 } else { best };
@@ -278,6 +268,91 @@ pub fn ask(
     Ok(answer)
 }
 
+fn retrieve(kb: &Kb<'_>, query: &str, opts: &RagOptions) -> Result<Vec<Hit>> {
+    Ok(lorag_kb::search(
+        kb.store,
+        kb.embedder,
+        query,
+        &SearchOptions {
+            k: opts.k,
+            mode: opts.mode,
+            filters: opts.filters.clone(),
+            ..SearchOptions::default()
+        },
+    )?)
+}
+
+/// One conversation for RAG-aware fine-tuning (see `training_conversation`).
+#[derive(Debug, Clone)]
+pub struct TrainingConversation {
+    /// What `ask` would give the model: its system prompt, the history, and the question with
+    /// the numbered sources retrieved for it (fitted, neutralized and delimited as `ask` does).
+    pub messages: Vec<Message>,
+    /// The reference answer with each sentence citing the given source that supports it;
+    /// `None` when some sentence is supported by no given source (retrieval missed the answer).
+    pub reply: Option<String>,
+    /// How many sources were given.
+    pub sources: usize,
+}
+
+/// RAG-aware fine-tuning data: the prompt `ask` would build for `question` on this KB, and
+/// `answer` as the reply to learn, with citations added the way `ask` checks them. A one-sentence
+/// answer that appears word for word in a given source cites the best-ranked such source; any
+/// other sentence cites the given source that supports it best (`check_citations`: embedding
+/// similarity or lexical coverage). Retrieval uses the question as written (no follow-up
+/// rewriting), so multi-turn data should hold standalone questions.
+pub fn training_conversation(
+    session: &Session,
+    kb: &Kb<'_>,
+    history: &[Message],
+    question: &str,
+    answer: &str,
+    opts: &RagOptions,
+) -> Result<TrainingConversation> {
+    let hits = retrieve(kb, question, opts)?;
+    let controls = session.control_token_texts();
+    let fitted = prompt::fit_sources(session, &hits, &controls, question, history, opts)?;
+    let messages = prompt::messages(history, question, &fitted, opts.style.as_deref());
+    let texts: Vec<&str> = fitted.iter().map(|(_, t)| t.as_str()).collect();
+    let answer = answer.trim();
+    if texts.is_empty() || answer.is_empty() {
+        return Ok(TrainingConversation {
+            messages,
+            reply: None,
+            sources: texts.len(),
+        });
+    }
+    let draft = match verbatim_source(answer, &texts) {
+        Some(n) if split_sentences(answer).len() == 1 => cite::render(answer, &[n]),
+        _ => answer.to_string(),
+    };
+    let check = check_citations(&draft, &texts, kb.embedder, opts.support_threshold)?;
+    let complete = check.sentences.iter().all(|s| s.supported);
+    Ok(TrainingConversation {
+        messages,
+        reply: complete.then_some(check.answer),
+        sources: texts.len(),
+    })
+}
+
+/// The first source (1-based) that contains `answer` word for word (case and spacing aside).
+fn verbatim_source(answer: &str, sources: &[&str]) -> Option<usize> {
+    let norm = |s: &str| {
+        s.split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_lowercase()
+    };
+    let a = norm(answer.trim().trim_end_matches(['.', '!', '?']));
+    if !a.chars().any(char::is_alphanumeric) {
+        return None;
+    }
+    sources
+        .iter()
+        .position(|s| norm(s).contains(&a))
+        .map(|i| i + 1)
+}
+
 /// The prompt `ask` gives the model for these hits: sources fitted to the budget, neutralized,
 /// numbered and delimited (for inspection and tests).
 pub fn render_prompt(
@@ -309,5 +384,23 @@ fn citation(n: usize, h: &Hit) -> Citation {
         text: h.chunk.text.clone(),
         score: h.score,
         similarity: h.similarity,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::verbatim_source;
+
+    #[test]
+    fn verbatim_source_ignores_case_spacing_and_the_final_stop() {
+        let sources = [
+            "Trusses are braced.",
+            "Roof trusses are spaced 600\n millimetres apart.",
+            "Spaced 600 MILLIMETRES apart, again.",
+        ];
+        assert_eq!(verbatim_source("600 millimetres.", &sources), Some(2));
+        assert_eq!(verbatim_source("  trusses  ", &sources), Some(1));
+        assert_eq!(verbatim_source("900 millimetres", &sources), None);
+        assert_eq!(verbatim_source(" . ", &sources), None);
     }
 }

@@ -2,7 +2,6 @@
 
 use anyhow::{Context, Result};
 use clap::Args;
-use lorag_kb::{Filter, Mode};
 use lorag_llm::{Engine, LoadOptions, Message, SamplingParams, SessionOptions};
 use lorag_rag::{Answer, Kb, RagOptions};
 use std::io::{BufRead, IsTerminal, Write};
@@ -22,15 +21,8 @@ pub struct AskArgs {
     /// GGUF LoRA adapter, optionally with a scale (PATH or PATH:SCALE); repeatable
     #[arg(long = "lora", value_name = "PATH[:SCALE]")]
     pub lora: Vec<String>,
-    /// Sources to retrieve
-    #[arg(short, default_value_t = 4)]
-    pub k: usize,
-    /// hybrid, dense or bm25
-    #[arg(long, default_value = "hybrid")]
-    pub mode: String,
-    /// Retrieval filter KEY=VALUE (source=GLOB, kind=EXT, or a metadata field); repeatable
-    #[arg(long)]
-    pub filter: Vec<String>,
+    #[command(flatten)]
+    pub retrieval: super::RetrievalArgs,
     /// Tokens kept for the answer
     #[arg(long, default_value_t = 256)]
     pub max_tokens: usize,
@@ -62,12 +54,7 @@ pub struct AskArgs {
 
 pub fn run(a: AskArgs) -> Result<()> {
     let model_path = super::resolve_model(a.model.as_deref())?;
-    let mode: Mode = a.mode.parse().map_err(anyhow::Error::msg)?;
-    let filters = a
-        .filter
-        .iter()
-        .map(|f| Filter::parse(f))
-        .collect::<Result<Vec<_>, _>>()?;
+    let (mode, filters) = super::parse_retrieval(&a.retrieval.mode, &a.retrieval.filter)?;
     let mut sampling = if a.temperature > 0.0 {
         SamplingParams {
             temperature: a.temperature,
@@ -80,7 +67,7 @@ pub fn run(a: AskArgs) -> Result<()> {
     sampling.max_tokens = a.max_tokens;
     sampling.validate()?;
     let opts = RagOptions {
-        k: a.k,
+        k: a.retrieval.k,
         mode,
         filters,
         answer_tokens: a.max_tokens,

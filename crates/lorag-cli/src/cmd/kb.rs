@@ -3,7 +3,7 @@
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 use lorag_embed::{BertEmbedder, EmbedOptions};
-use lorag_kb::{Filter, IngestOptions, Mode, SearchOptions, Store};
+use lorag_kb::{IngestOptions, SearchOptions, Store};
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 
@@ -137,12 +137,7 @@ pub fn ingest(a: IngestArgs) -> Result<()> {
 }
 
 pub fn search(a: SearchArgs) -> Result<()> {
-    let mode: Mode = a.mode.parse().map_err(anyhow::Error::msg)?;
-    let filters = a
-        .filter
-        .iter()
-        .map(|f| Filter::parse(f))
-        .collect::<Result<Vec<_>, _>>()?;
+    let (mode, filters) = super::parse_retrieval(&a.mode, &a.filter)?;
     let embedder = load_embedder(a.embedder.as_deref())?;
     let store = lorag_kb::open_for_search(&a.kb, &embedder)?;
     let opts = SearchOptions {

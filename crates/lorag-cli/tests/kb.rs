@@ -434,6 +434,20 @@ fn rag_data_turns_qa_into_ask_prompts_with_cited_answers() {
         );
     }
 
+    // `lorag tune` takes the output as it is.
+    let tuned = ok_json(
+        lorag()
+            .args(["tune", "--steps=1", "--batch=2", "--eval-split=0", "--json"])
+            .arg("--data")
+            .arg(&out)
+            .arg("--out")
+            .arg(tmp.path().join("run"))
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(tuned["data"]["train_examples"], 2, "{tuned}");
+    assert!(tmp.path().join("run/adapter.gguf").exists());
+
     let r = run("refuse");
     assert_eq!(
         (&r["written"], &r["refusals"]),

@@ -110,6 +110,7 @@ pub fn run(a: RagDataArgs) -> Result<()> {
             .find(|&j| conv[j].role == Role::User && conv[j + 1].role == Role::Assistant)
         else {
             skipped += 1;
+            bar.inc(1);
             continue;
         };
         let history: Vec<Message> = conv[..q]

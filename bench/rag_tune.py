@@ -34,6 +34,8 @@ def main():
     ap.add_argument("--eval", type=int, default=8, help="conversations held out for the eval loss")
     ap.add_argument("--tune-args", default="--steps 64 --batch 2 --lr 1e-3 --rank 16 --max-seq 1024 --eval-every 0",
                     help="arguments for lorag tune (besides --data/--out/--model)")
+    ap.add_argument("--missing", choices=["skip", "refuse"], default="skip",
+                    help="lorag rag-data --missing: questions whose retrieved sources lack the answer")
     ap.add_argument("--data-only", action="store_true", help="stop after writing the training data")
     a = ap.parse_args()
 
@@ -58,7 +60,7 @@ def main():
     model = ["--model", a.model] if a.model else []
     if not os.path.exists(train):
         r = subprocess.run([a.lorag, "rag-data", "--kb", kb, "--data", qa, "--out", train, "--style", rag.STYLE,
-                            "--json"] + model, check=True, capture_output=True, text=True)
+                            "--missing", a.missing, "--json"] + model, check=True, capture_output=True, text=True)
         print("rag-data:", r.stdout.strip(), flush=True)
     if a.data_only:
         return

@@ -21,7 +21,8 @@ const FUNCTION_WORDS: &[&str] = &[
     "yes", "no", "not", "can", "you", "your", "i",
 ];
 
-fn words(s: &str) -> Vec<String> {
+/// Lower-cased alphanumeric words (shared with the evidence score).
+pub(crate) fn words(s: &str) -> Vec<String> {
     s.split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
         .map(str::to_lowercase)
@@ -246,7 +247,7 @@ pub fn check_citations(
     })
 }
 
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 

@@ -34,9 +34,8 @@ const QUESTION_STOPWORDS: &[&str] = &[
 const MIN_WORDS: usize = 4;
 
 fn content_words(s: &str) -> HashSet<String> {
-    s.split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
+    crate::cite::words(s)
+        .into_iter()
         .filter(|w| !QUESTION_STOPWORDS.contains(&w.as_str()))
         .collect()
 }
@@ -76,10 +75,7 @@ pub fn evidence(query: &str, passages: &[&str], embedder: &dyn Embedder) -> Resu
     let best = sents
         .iter()
         .zip(&vecs[1..])
-        .map(|(s, v)| {
-            let cos: f32 = q.iter().zip(v).map(|(a, b)| a * b).sum();
-            (cos + overlap(&q_words, s)) / 2.0
-        })
+        .map(|(s, v)| (crate::cite::dot(q, v) + overlap(&q_words, s)) / 2.0)
         .fold(0.0f32, f32::max);
     Ok(best)
 }

@@ -145,10 +145,7 @@ pub fn run(a: RagDataArgs) -> Result<()> {
         sources += t.sources;
         let mut msgs = t.messages;
         msgs.push(Message::assistant(reply));
-        let line = serde_json::json!({ "messages": msgs.iter().map(|m| serde_json::json!({
-            "role": m.role.as_str(),
-            "content": m.content,
-        })).collect::<Vec<_>>() });
+        let line = serde_json::json!({ "messages": msgs });
         writeln!(out, "{line}").with_context(|| format!("writing {}", partial.display()))?;
         bar.set_message(format!("{cited} cited, {skipped} skipped"));
         bar.inc(1);
@@ -179,7 +176,7 @@ pub fn run(a: RagDataArgs) -> Result<()> {
                 "refusals": refusals,
                 "skipped": skipped,
                 "skipped_bad": stats.skipped_bad,
-                "mean_sources": if written > 0 { sources as f64 / written as f64 } else { 0.0 },
+                "mean_sources": sources as f64 / written as f64,
                 "out": a.out,
             })
         );

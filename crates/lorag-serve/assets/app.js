@@ -178,7 +178,14 @@
     const n = Number(secs);
     if (!Number.isFinite(n) || n <= 0) return '';
     const d = new Date(n * 1000);
-    return d.toLocaleString(undefined, { year: 'numeric', month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' });
+    const now = new Date();
+    if (d.toDateString() === now.toDateString()) {
+      return 'today ' + d.toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit' });
+    }
+    if (d.getFullYear() === now.getFullYear()) {
+      return d.toLocaleDateString(undefined, { month: 'short', day: 'numeric' });
+    }
+    return d.toLocaleDateString(undefined, { year: 'numeric', month: 'short', day: 'numeric' });
   }
 
   // ---------------------------------------------------------------- markdown
@@ -1183,6 +1190,7 @@
     const open = !el.sourcePanel.hidden || !el.documentsPanel.hidden;
     el.side.hidden = !open;
     el.layout.classList.toggle('with-side', open);
+    el.layout.classList.toggle('with-documents', !el.documentsPanel.hidden);
   }
 
   function openSource(kb, item, opener) {
@@ -1358,13 +1366,15 @@
       const when = h('td', { class: 'doc-when' });
       const ts = Number(d.ingested_at);
       if (Number.isFinite(ts) && ts > 0) {
-        const t = h('time', { datetime: new Date(ts * 1000).toISOString() }, fmtWhen(ts));
+        const date = new Date(ts * 1000);
+        const t = h('time', { datetime: date.toISOString(), title: date.toLocaleString() }, fmtWhen(ts));
         when.append(t);
       }
+      when.setAttribute('data-label', 'Ingested');
       tbody.append(h('tr', null,
         name,
-        h('td', { class: 'doc-kind' }, d.kind || ''),
-        h('td', { class: 'num' }, d.chunks === undefined || d.chunks === null ? '' : String(d.chunks)),
+        h('td', { class: 'doc-kind', 'data-label': 'Type' }, d.kind || ''),
+        h('td', { class: 'num doc-chunks', 'data-label': 'Chunks' }, d.chunks === undefined || d.chunks === null ? '' : String(d.chunks)),
         when,
         h('td', { class: 'doc-actions' }, del)));
     }
@@ -1487,6 +1497,14 @@
   window.addEventListener('drop', (ev) => ev.preventDefault());
 
   // ---------------------------------------------------------------- start
+
+  // the sticky side column sits below the header, whose height depends on wrapping
+  const topbar = document.querySelector('.topbar');
+  const setHeaderHeight = () => {
+    document.documentElement.style.setProperty('--header-h', topbar.offsetHeight + 'px');
+  };
+  if (window.ResizeObserver) new ResizeObserver(setHeaderHeight).observe(topbar);
+  setHeaderHeight();
 
   setStreaming(false);
   setControlsEnabled(false);

@@ -17,6 +17,7 @@
     adapterSelect: $('adapter-select'),
     newConversation: $('new-conversation'),
     documentsToggle: $('documents-toggle'),
+    controls: document.querySelector('.topbar .controls'),
     keyStatus: $('key-status'),
     keyName: $('key-name'),
     keyForget: $('key-forget'),
@@ -714,6 +715,7 @@
 
   function showKeyForm(message) {
     el.keyPanel.hidden = false;
+    el.layout.hidden = true; // the conversation stays, hidden, until a key works
     if (message) {
       el.keyError.textContent = message;
       el.keyError.hidden = false;
@@ -726,6 +728,7 @@
 
   function hideKeyForm() {
     el.keyPanel.hidden = true;
+    el.layout.hidden = false;
     el.keyError.hidden = true;
     el.keyError.textContent = '';
   }
@@ -817,7 +820,7 @@
 
   function setControlsEnabled(on) {
     el.send.disabled = !on || !!state.controller;
-    el.question.disabled = false;
+    el.controls.hidden = !on; // nothing to pick before /v1/me answered
     el.kbSelect.disabled = !on || !(state.me && state.me.kbs && state.me.kbs.length);
     el.adapterSelect.disabled = !on;
     if (!on) {

@@ -780,7 +780,10 @@
   function applyMe() {
     const me = state.me;
     // KBs the key may read
-    const kbs = Array.isArray(me.kbs) ? me.kbs : [];
+    me.kbs = (Array.isArray(me.kbs) ? me.kbs : [])
+      .map((k) => (typeof k === 'string' ? { name: k, may_ingest: false } : k))
+      .filter((k) => k && typeof k.name === 'string');
+    const kbs = me.kbs;
     const previous = selectedKb() || recall(KB_STORAGE);
     el.kbSelect.replaceChildren();
     for (const kb of kbs) {
@@ -869,6 +872,13 @@
     if (r.bottom > composer.top - 8) {
       window.scrollBy({ top: r.bottom - composer.top + 16 });
     }
+  }
+
+  /** Whether the end of the conversation is in view (just above the question box). */
+  function atEnd() {
+    const last = el.messages.lastElementChild;
+    if (!last) return true;
+    return last.getBoundingClientRect().bottom <= el.askForm.getBoundingClientRect().top + 48;
   }
 
   function addUserTurn(text) {
@@ -1020,10 +1030,11 @@
     let raf = 0;
     const paint = () => {
       raf = 0;
+      const follow = atEnd(); // do not pull the page down while the reader scrolled up
       answer.classList.remove('pending');
       answer.classList.add('streaming');
       answer.replaceChildren(renderMarkdown(text));
-      scrollToEnd();
+      if (follow) scrollToEnd();
     };
 
     try {
@@ -1121,6 +1132,7 @@
       return;
     }
 
+    const follow = atEnd();
     if (final && !failed) {
       renderFinal({ answer, turn, text, final, kb });
       state.history.push({ role: 'user', content: question }, { role: 'assistant', content: text });
@@ -1136,7 +1148,7 @@
       if (failed) addError(turn, failed);
       if (!text && !el.question.value.trim()) el.question.value = savedQuestion;
     }
-    scrollToEnd();
+    if (follow || failed) scrollToEnd();
   }
 
   function stopAnswer() {

@@ -258,7 +258,13 @@
   function renderMarkdown(src, ctx) {
     const frag = document.createDocumentFragment();
     const lines = String(src || '').replace(/\r\n?/g, '\n').split('\n');
-    renderBlocks(lines, frag, ctx || {});
+    try {
+      renderBlocks(lines, frag, ctx || {});
+    } catch (err) {
+      // never lose an answer to a renderer bug: show it as plain text
+      console.error('markdown', err);
+      frag.replaceChildren(h('p', { class: 'plain' }, String(src || '')));
+    }
     return frag;
   }
 
@@ -320,7 +326,7 @@
       }
 
       if (LIST_ITEM.test(line)) {
-        i = renderList(lines, i, parent, ctx);
+        i = Math.max(i + 1, renderList(lines, i, parent, ctx));
         continue;
       }
 
@@ -381,7 +387,7 @@
   function renderList(lines, start, parent, ctx) {
     // Collect the items of this list: [{indent, ordered, num, lines: []}]
     const first = lines[start].match(LIST_ITEM);
-    const baseIndent = first[1].length;
+    const baseIndent = indentOf(first[1]);
     const ordered = /\d/.test(first[2]);
     const list = h(ordered ? 'ol' : 'ul');
     if (ordered) {
@@ -410,6 +416,7 @@
         i++;
         continue;
       }
+      if (!item) break;
       if (ind > baseIndent) {
         // continuation or nested block of the current item
         item.body.push(sawBlank ? '' : null, l.slice(Math.min(ind, baseIndent + 2)));

@@ -16,7 +16,10 @@ mod evidence;
 mod prompt;
 mod rewrite;
 
-pub use cite::{check_citations, split_sentences, CitationCheck, SentenceCheck};
+pub use cite::{
+    check_citations, split_sentences, strip_filler, CitationCheck, CitationChecker, SentenceCheck,
+    SentenceVerdict, LEXICAL_COVERAGE, MOVE_COSINE_MARGIN, MOVE_COVERAGE_MARGIN,
+};
 pub use evidence::{evidence, word_overlap};
 pub use prompt::{neutralize, REFUSAL};
 

@@ -40,7 +40,7 @@ fn chunk(text: &str, ordinal: u32) -> Chunk {
 }
 
 /// Put one source with one document whose chunks are `texts`, with the given vectors.
-fn put(store: &mut SqliteStore, source: &str, hash: &str, texts: &[&str], vectors: Vec<Vec<f32>>) {
+fn put(store: &SqliteStore, source: &str, hash: &str, texts: &[&str], vectors: Vec<Vec<f32>>) {
     let d = doc(source, "txt", &texts.join("\n"));
     let chunks: Vec<Chunk> = texts
         .iter()
@@ -67,7 +67,7 @@ fn put(store: &mut SqliteStore, source: &str, hash: &str, texts: &[&str], vector
 }
 
 fn open(dir: &Path) -> SqliteStore {
-    let mut s = SqliteStore::open(dir, true).unwrap();
+    let s = SqliteStore::open(dir, true).unwrap();
     s.check_embedding_model("test-model", 8).unwrap();
     s
 }
@@ -81,16 +81,16 @@ fn axis(i: usize) -> Vec<f32> {
 #[test]
 fn replace_remove_and_never_stale() {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = open(dir.path());
+    let s = open(dir.path());
     put(
-        &mut s,
+        &s,
         "a.txt",
         "h1",
         &["concrete cures slowly", "steel beams carry loads"],
         vec![axis(0), axis(1)],
     );
     put(
-        &mut s,
+        &s,
         "b.txt",
         "h1",
         &["timber frames are light"],
@@ -112,7 +112,7 @@ fn replace_remove_and_never_stale() {
 
     // Replace a.txt: its old chunks are gone from every path.
     put(
-        &mut s,
+        &s,
         "a.txt",
         "h2",
         &["glass facades reflect light"],
@@ -153,14 +153,8 @@ fn replace_remove_and_never_stale() {
 #[test]
 fn index_is_rebuilt_when_missing_stale_or_corrupt() {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = open(dir.path());
-    put(
-        &mut s,
-        "a.txt",
-        "h",
-        &["one", "two"],
-        vec![axis(0), axis(1)],
-    );
+    let s = open(dir.path());
+    put(&s, "a.txt", "h", &["one", "two"], vec![axis(0), axis(1)]);
     s.flush().unwrap();
     drop(s);
     let idx = dir.path().join("index.usearch");
@@ -181,8 +175,8 @@ fn index_is_rebuilt_when_missing_stale_or_corrupt() {
     drop(s);
 
     // A writer that dies before saving the index leaves it stale.
-    let mut s = open(dir.path());
-    put(&mut s, "b.txt", "h", &["three"], vec![axis(2)]);
+    let s = open(dir.path());
+    put(&s, "b.txt", "h", &["three"], vec![axis(2)]);
     std::mem::forget(s); // no flush, no drop: as if killed
     let s = open(dir.path());
     assert_eq!(s.stats().unwrap().index_state, "stale");
@@ -193,7 +187,7 @@ fn index_is_rebuilt_when_missing_stale_or_corrupt() {
 #[test]
 fn models_are_never_mixed() {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = open(dir.path());
+    let s = open(dir.path());
     let e = s
         .check_embedding_model("other-model", 8)
         .unwrap_err()
@@ -221,9 +215,9 @@ fn models_are_never_mixed() {
 #[test]
 fn filters_on_source_kind_and_metadata() {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = open(dir.path());
-    put(&mut s, "docs/a.md", "h", &["alpha"], vec![axis(0)]);
-    put(&mut s, "notes/b.txt", "h", &["alpha beta"], vec![axis(0)]);
+    let s = open(dir.path());
+    put(&s, "docs/a.md", "h", &["alpha"], vec![axis(0)]);
+    put(&s, "notes/b.txt", "h", &["alpha beta"], vec![axis(0)]);
     let n = |f: Vec<Filter>| s.lexical("alpha", 10, &f).unwrap().len();
     let d = |f: Vec<Filter>| s.dense(&axis(0), 10, &f).unwrap().len();
     assert_eq!(n(vec![]), 2);
@@ -245,7 +239,7 @@ fn filters_on_source_kind_and_metadata() {
 #[test]
 fn hnsw_recall_against_exact_search() {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = SqliteStore::open(dir.path(), true).unwrap();
+    let s = SqliteStore::open(dir.path(), true).unwrap();
     let dim = 64;
     s.check_embedding_model("random", dim).unwrap();
     let mut rng = Rng(0x1234_5678_9abc);
@@ -257,7 +251,7 @@ fn hnsw_recall_against_exact_search() {
             .iter()
             .map(String::as_str)
             .collect();
-        put(&mut s, &format!("f{b}.txt"), "h", &t, batch.to_vec());
+        put(&s, &format!("f{b}.txt"), "h", &t, batch.to_vec());
     }
     s.flush().unwrap();
     let mut hits = 0;

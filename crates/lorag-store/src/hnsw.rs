@@ -178,3 +178,41 @@ pub(crate) fn save(dir: &Path, idx: &Index, generation: u64) -> Result<()> {
     }
     written
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// More concurrent searchers than cores: each finds a search context (the gate makes any
+    /// caller beyond [`THREADS`] wait instead of failing).
+    #[test]
+    fn many_threads_search_one_index() {
+        let dim = 32;
+        let idx = new_index(dim, 3000).unwrap();
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut f = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        };
+        let vecs: Vec<Vec<f32>> = (0..3000).map(|_| (0..dim).map(|_| f()).collect()).collect();
+        for (i, v) in vecs.iter().enumerate() {
+            idx.add(i as u64, v).unwrap();
+        }
+        let slots = Slots::new();
+        std::thread::scope(|s| {
+            for t in 0..(THREADS + 8) {
+                let (idx, slots, vecs) = (&idx, &slots, &vecs);
+                s.spawn(move || {
+                    for i in 0..200 {
+                        let _slot = slots.take();
+                        let q = &vecs[(t * 131 + i * 17) % vecs.len()];
+                        let m = idx.search(q, 10).unwrap();
+                        assert_eq!(m.keys.len(), 10);
+                    }
+                });
+            }
+        });
+    }
+}

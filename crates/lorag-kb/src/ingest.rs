@@ -43,15 +43,26 @@ pub struct IngestReport {
     pub text_bytes: usize,
 }
 
-/// Ingest `inputs` into the KB at `dir` (created when missing).
+/// Ingest `inputs` into the embedded KB at `dir` (created when missing).
 pub fn ingest(
     dir: &Path,
     inputs: &[String],
     embedder: &dyn Embedder,
     opts: &IngestOptions,
 ) -> Result<IngestReport> {
+    let store = SqliteStore::open(dir, true)?;
+    ingest_into(&store, inputs, embedder, opts)
+}
+
+/// Ingest `inputs` into `store` (any backend; a shared handle is fine: each source is one
+/// `put_source`), then flush it.
+pub fn ingest_into(
+    store: &dyn Store,
+    inputs: &[String],
+    embedder: &dyn Embedder,
+    opts: &IngestOptions,
+) -> Result<IngestReport> {
     let t0 = Instant::now();
-    let mut store = SqliteStore::open(dir, true)?;
     store.check_embedding_model(embedder.model_id(), embedder.dim())?;
     let (candidates, skipped) = lorag_ingest::discover(inputs, &opts.walk)?;
     let mut report = IngestReport::default();
@@ -87,7 +98,7 @@ pub fn ingest(
     for (i, c) in candidates.iter().enumerate() {
         seen.insert(c.source.clone());
         bar.set_message(short(&c.source));
-        match prepare(&store, c, embedder, &opts.chunk) {
+        match prepare(store, c, embedder, &opts.chunk) {
             Ok(None) => {
                 report.unchanged += 1;
                 bar.inc(1);
@@ -103,7 +114,7 @@ pub fn ingest(
         }
         if pending_chunks >= EMBED_AHEAD || (i + 1 == candidates.len() && !pending.is_empty()) {
             commit_pending(
-                &mut store,
+                store,
                 std::mem::take(&mut pending),
                 embedder,
                 &bar,
@@ -160,7 +171,7 @@ fn fail(
 
 /// Load and chunk `c`; None when its content hash is the one already stored.
 fn prepare(
-    store: &SqliteStore,
+    store: &dyn Store,
     c: &lorag_ingest::Candidate,
     embedder: &dyn Embedder,
     chunk_opts: &ChunkOptions,
@@ -193,7 +204,7 @@ fn prepare(
 /// transaction. If the joint call fails, each source is embedded alone, so that one bad source
 /// fails alone.
 fn commit_pending(
-    store: &mut SqliteStore,
+    store: &dyn Store,
     pending: Vec<(&lorag_ingest::Candidate, Prepared)>,
     embedder: &dyn Embedder,
     bar: &ProgressBar,
@@ -233,7 +244,7 @@ fn commit_pending(
 }
 
 /// One source, whole, in one transaction.
-fn write(store: &mut SqliteStore, p: &Prepared, vectors: &[Vec<f32>]) -> Result<usize> {
+fn write(store: &dyn Store, p: &Prepared, vectors: &[Vec<f32>]) -> Result<usize> {
     let mut docs = Vec::with_capacity(p.chunked.len());
     let mut at = 0;
     for (d, chunks) in p.loaded.documents.iter().zip(&p.chunked) {

@@ -6,14 +6,16 @@
 //! - One bad file never aborts a batch: it lands in `failed` with its reason, the rest goes on.
 //! - An unchanged source (same content hash) is not loaded, chunked or embedded again.
 //! - The KB's embedding model is checked before any work: a KB never mixes models.
+//! - Ingestion and retrieval go through `&dyn Store` only, so any backend serves; searching opens
+//!   the KB read-only ([`open_for_search`]) and never writes to it.
 
 mod ingest;
 mod retrieve;
 
-pub use ingest::{ingest, Failed, IngestOptions, IngestReport};
+pub use ingest::{ingest, ingest_into, Failed, IngestOptions, IngestReport};
 pub use retrieve::{search, Hit, Mode, SearchOptions};
 
-pub use lorag_store::{Filter, SqliteStore, Store, StoreStats};
+pub use lorag_store::{Filter, SourceInfo, SqliteStore, Store, StoreStats};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -29,14 +31,14 @@ pub enum Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
-/// Open an existing KB for reading, checking that `embedder` is the model that built it.
+/// Open an existing KB for reading, checking that `embedder` is the model that built it. The
+/// handle never writes (see [`SqliteStore::open_read`]) and sees later commits of other processes;
+/// share it between threads as `Arc<SqliteStore>` or `Arc<dyn Store>`.
 pub fn open_for_search(
     dir: &std::path::Path,
     embedder: &dyn lorag_embed::Embedder,
 ) -> Result<SqliteStore> {
-    let mut store = SqliteStore::open(dir, false)?;
-    if store.embedding_model()?.is_some() {
-        store.check_embedding_model(embedder.model_id(), embedder.dim())?;
-    }
+    let store = SqliteStore::open_read(dir)?;
+    store.check_embedding_model(embedder.model_id(), embedder.dim())?;
     Ok(store)
 }

@@ -161,8 +161,8 @@ fn documents_cannot_inject_instructions() {
 fn empty_kb_refuses() {
     let dir = tempfile::tempdir().unwrap();
     let kb_dir = dir.path().join("kb");
-    let mut store = SqliteStore::open(&kb_dir, true).unwrap();
-    lorag_kb::Store::check_embedding_model(&mut store, embedder().model_id(), embedder().dim())
+    let store = SqliteStore::open(&kb_dir, true).unwrap();
+    lorag_kb::Store::check_embedding_model(&store, embedder().model_id(), embedder().dim())
         .unwrap();
     let kb = Kb {
         store: &store,

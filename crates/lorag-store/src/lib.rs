@@ -1,10 +1,23 @@
 //! The knowledge-base store. [`Store`] is the seam: the embedded [`SqliteStore`] implements it
 //! now, a PostgreSQL + pgvector store will implement it for scale-out.
 //!
+//! The seam (any backend):
+//! - `Store: Send + Sync` and every method takes `&self`, writes too: one handle
+//!   (`Arc<dyn Store>`) serves every thread of a long-running server.
+//! - A handle sees other handles' and other processes' commits: every query reflects the database
+//!   as committed when it ran (derived indexes are caught up first).
+//! - A handle opened for reading never writes: no schema change, no pragma write, no index save.
+//!
 //! Invariants of the embedded store (a KB is a directory):
 //! - `kb.sqlite` (WAL) is the source of truth: sources, documents, chunks, their vectors, and an
 //!   FTS5 index kept in step by triggers. `index.usearch` (HNSW) is derived: when it is missing,
 //!   stale (its generation differs from the database's) or corrupt, it is rebuilt from SQLite.
+//! - The database's `generation` (meta table) grows by one with every committed change. Each
+//!   dense query compares it with the generation the in-memory index reflects (one indexed read)
+//!   and, when they differ, catches the index up first: it applies the difference in chunk ids when
+//!   an index is loaded, else loads the saved index if its `index.json` generation matches, else
+//!   rebuilds it from SQLite in memory. Only a writable handle saves it (through temporary files
+//!   with unique names, then renames).
 //! - A source (file) is replaced in one transaction: it is there whole or not at all, and a
 //!   process killed mid-ingest leaves the previous state.
 //! - Chunk ids are never reused (AUTOINCREMENT), and every search result is read back from SQLite,
@@ -30,11 +43,9 @@ pub type ChunkId = i64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{path}: {source}")]
-    Sqlite {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
+    /// The storage backend failed (an SQL error, a locked database...): what it said.
+    #[error("{path}: {message}")]
+    Backend { path: PathBuf, message: String },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -54,6 +65,8 @@ pub enum Error {
     Filter(String, String),
     #[error("{path}: not a lorag knowledge base ({why})")]
     NotKb { path: PathBuf, why: String },
+    #[error("{path}: the knowledge base was opened for reading; it cannot be changed through this handle")]
+    ReadOnly { path: PathBuf },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -119,6 +132,19 @@ pub struct StoredChunk {
     pub metadata: Metadata,
 }
 
+/// A source as listed for people (a document list): what it is, how big, when it came in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SourceInfo {
+    pub source: String,
+    pub kind: String,
+    /// Chunks stored for it.
+    pub chunks: u64,
+    /// When it was (last) ingested, in Unix seconds.
+    pub ingested_at: i64,
+    /// Its size in bytes when it was ingested.
+    pub size: u64,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct StoreStats {
     pub sources: u64,
@@ -126,34 +152,48 @@ pub struct StoreStats {
     pub chunks: u64,
     pub embedding_model: Option<String>,
     pub dim: Option<usize>,
-    /// `fresh`, `stale`, `missing` or `corrupt` (the next search rebuilds the latter three).
+    /// The state of the backend's derived vector index, in the backend's own words (for people,
+    /// not for programs). The embedded store says `fresh`, `stale`, `missing` or `corrupt` about
+    /// its saved HNSW files (a search catches up from the latter three).
     pub index_state: String,
     pub bytes_on_disk: u64,
 }
 
-/// What the knowledge base needs from storage.
-pub trait Store {
+/// What the knowledge base needs from storage, whatever the backend.
+///
+/// Every method takes `&self` and a handle is `Send + Sync`: one handle, shared as
+/// `Arc<dyn Store>`, serves concurrent searches and writes. Queries see every change committed
+/// before they start, by this handle or any other (another thread, another process).
+pub trait Store: Send + Sync {
     /// The embedding model recorded in the KB, with its dimension.
     fn embedding_model(&self) -> Result<Option<(String, usize)>>;
-    /// Record the model on first use; an error if the KB holds another model.
-    fn check_embedding_model(&mut self, model_id: &str, dim: usize) -> Result<()>;
+    /// Record the model on first use; an error if the KB holds another model. A read-only
+    /// handle only compares (an empty KB stays without a model).
+    fn check_embedding_model(&self, model_id: &str, dim: usize) -> Result<()>;
     /// The fingerprint hash of a source, if it is in the KB.
     fn source_hash(&self, source: &str) -> Result<Option<String>>;
     /// Replace everything of `rec.source` with `docs`, atomically. Returns the number of chunks.
-    fn put_source(&mut self, rec: &SourceRecord, docs: &[DocumentChunks<'_>]) -> Result<usize>;
+    fn put_source(&self, rec: &SourceRecord, docs: &[DocumentChunks<'_>]) -> Result<usize>;
     /// Remove a source and its chunks. Returns false if it was not there.
-    fn remove_source(&mut self, source: &str) -> Result<bool>;
+    fn remove_source(&self, source: &str) -> Result<bool>;
+    /// The sources' names, sorted.
     fn sources(&self) -> Result<Vec<String>>;
+    /// The sources with their kind, chunk count, ingestion time and size, sorted by name.
+    fn documents(&self) -> Result<Vec<SourceInfo>>;
+    /// A number that grows with every committed change (0 for a new KB): equal generations
+    /// mean equal contents.
+    fn generation(&self) -> Result<u64>;
     /// Nearest chunks by cosine similarity (score = similarity, higher is better).
     fn dense(&self, query: &[f32], k: usize, filters: &[Filter]) -> Result<Vec<(ChunkId, f32)>>;
     /// Best chunks by BM25 (score = BM25, higher is better).
     fn lexical(&self, query: &str, k: usize, filters: &[Filter]) -> Result<Vec<(ChunkId, f32)>>;
     /// The chunks with these ids that exist, in the order asked.
     fn chunks(&self, ids: &[ChunkId]) -> Result<Vec<StoredChunk>>;
+    /// The vectors of the chunks with these ids that exist, in the order asked.
     fn vectors(&self, ids: &[ChunkId]) -> Result<Vec<(ChunkId, Vec<f32>)>>;
     fn stats(&self) -> Result<StoreStats>;
-    /// Bring derived indexes up to date and persist them.
-    fn flush(&mut self) -> Result<()>;
+    /// Bring derived indexes up to date and persist them (a no-op on a read-only handle).
+    fn flush(&self) -> Result<()>;
 }
 
 pub(crate) fn vec_to_blob(v: &[f32]) -> Vec<u8> {
@@ -169,6 +209,14 @@ pub(crate) fn blob_to_vec(b: &[u8]) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_store_is_shared_across_threads() {
+        fn shared(s: std::sync::Arc<SqliteStore>) -> std::sync::Arc<dyn Store> {
+            s
+        }
+        let _ = shared;
+    }
 
     #[test]
     fn filters_parse() {

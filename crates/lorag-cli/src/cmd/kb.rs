@@ -211,7 +211,7 @@ fn results_json(hits: &[lorag_kb::Hit]) -> serde_json::Value {
 pub fn kb(cmd: KbCommand) -> Result<()> {
     match cmd {
         KbCommand::Stats { kb, json } => {
-            let store = lorag_kb::SqliteStore::open(&kb, false)?;
+            let store = lorag_kb::SqliteStore::open_read(&kb)?;
             let s = store.stats()?;
             if json {
                 println!("{}", serde_json::to_string(&s)?);

@@ -192,8 +192,17 @@ pub(crate) fn render(plain: &str, cites: &[usize]) -> String {
 
 /// A move to another source needs it to beat the cited one by this much cosine (under the KB's
 /// embedder) ...
+///
+/// Measured with all-MiniLM-L6-v2 on 52 hand-written claims over five sets of four FAQ-like
+/// records (156 claim / wrong-record pairs): a wrong record never beat the right one by both
+/// margins (0 moves away from a right citation), and the right record beat a wrong citation by
+/// both in 141 of 156 pairs. Cosine alone cannot decide: a record of the same article beat the
+/// right one by 0.17 with equal coverage; coverage alone neither: short claims share one or two
+/// words with many records. 0.10 is about twice the usual cosine spread between two records on
+/// the claim's topic; 0.25 is one content word of a four-word claim.
 pub const MOVE_COSINE_MARGIN: f32 = 0.10;
-/// ... and by this much lexical coverage (share of the claim's content words), both at once.
+/// ... and by this much lexical coverage (share of the claim's content words), both at once
+/// (when the cited source supports the claim; see `CitationChecker`).
 pub const MOVE_COVERAGE_MARGIN: f32 = 0.25;
 
 /// Leading phrases that introduce an answer without stating anything, and whether a plain space
@@ -591,7 +600,8 @@ impl SourceNumbers {
 /// 4. When the cited sources (together) lack a number or name and a single other source holds
 ///    them all and supports the claim, the citation moves there. When the cited ones hold them,
 ///    the citation moves only to a supporting source that beats the best cited one by both
-///    `MOVE_COSINE_MARGIN` and `MOVE_COVERAGE_MARGIN`. Otherwise the model's citations stay:
+///    `MOVE_COSINE_MARGIN` and `MOVE_COVERAGE_MARGIN` (by the cosine margin and no less
+///    coverage when the cited one does not support the claim). Otherwise the citations stay:
 ///    when no source holds the claim's numbers, the marker stays (the reader sees what the model
 ///    claimed) and the sentence is unsupported.
 /// 5. An uncited claim is cited to the strongest supporting source (mean of cosine and
@@ -723,11 +733,18 @@ impl<'e> CitationChecker<'e> {
                 .iter()
                 .max_by(|&&a, &&b| strength(a).total_cmp(&strength(b)).then(b.cmp(&a)))
                 .expect("not empty");
+            // When the cited source does not support the claim at all, a supporting source
+            // need not beat its coverage by the margin, only match it.
+            let cov_margin = if sim(c) >= t {
+                MOVE_COVERAGE_MARGIN
+            } else {
+                0.0
+            };
             match best {
                 Some(b)
                     if !cited.contains(&b)
                         && cos[b - 1] >= cos[c - 1] + MOVE_COSINE_MARGIN
-                        && cov[b - 1] >= cov[c - 1] + MOVE_COVERAGE_MARGIN =>
+                        && cov[b - 1] >= cov[c - 1] + cov_margin =>
                 {
                     v.moved_from = cited;
                     v.cites = vec![b];
@@ -1032,6 +1049,17 @@ mod tests {
             )
             .unwrap();
         assert_eq!((v.cites, v.moved_from), (vec![4], vec![1]));
+    }
+
+    #[test]
+    fn a_source_that_does_not_support_the_claim_yields_to_one_that_does() {
+        // Same coverage (only "permit" is in either), but [1] does not support the claim and [3]
+        // does, by far more than the cosine margin.
+        let v = checker()
+            .check("Low decks are exempt from the permit requirement", &[1])
+            .unwrap();
+        assert_eq!((v.cites, v.moved_from), (vec![3], vec![1]));
+        assert!(v.supported);
     }
 
     #[test]

@@ -337,3 +337,103 @@ fn without_a_kb_the_model_answers_alone() {
     assert!(a.answer.contains("Paris"), "{}", a.answer);
     assert!(a.sources.is_empty() && a.citations.is_empty() && !a.refused);
 }
+
+/// Four FAQ records as retrieval gives them for "How long does it take to get a building permit?"
+const FAQ: [&str; 4] = [
+    "How long does it take to get a building permit? The statutory processing time for a building \
+permit is 10 weeks; simple cases are often decided in 4-6 weeks.",
+    "What does a building permit cost? The fee is based on the size of the project; for a \
+single-family house it is about 25,000 SEK.",
+    "Do I need a building permit for a deck? A deck lower than 1.2 metres and at least 4.5 metres \
+from the property line needs no building permit.",
+    "Do I need a permit for a geothermal heat pump? Drilling a borehole for a geothermal heat pump \
+requires a permit from the environmental office, which also checks the distance to wells.",
+];
+
+/// Claims a model could write from FAQ, with the record each comes from.
+const FAQ_CLAIMS: [(&str, usize); 12] = [
+    ("The statutory processing time is 10 weeks", 1),
+    ("Simple cases are often decided in 4-6 weeks", 1),
+    ("A simple case is usually decided within six weeks", 1),
+    ("The fee for a single-family house is about 25,000 SEK", 2),
+    ("The permit fee depends on the size of the project", 2),
+    ("A house costs around 25000 SEK in permit fees", 2),
+    ("A deck lower than 1.2 metres needs no building permit", 3),
+    (
+        "Low decks are exempt from the building permit requirement",
+        3,
+    ),
+    (
+        "The deck must be at least 4.5 metres from the property line",
+        3,
+    ),
+    (
+        "Drilling a borehole for a heat pump requires a permit from the environmental office",
+        4,
+    ),
+    ("The environmental office checks the distance to wells", 4),
+    ("Geothermal heating needs approval before drilling", 4),
+];
+
+#[test]
+fn citation_to_an_unrelated_record_moves_to_the_one_that_holds_the_answer() {
+    let c = lorag_rag::CitationChecker::new(&FAQ, embedder(), lorag_rag::DEFAULT_SUPPORT_THRESHOLD)
+        .unwrap();
+    // The user's report: "The answer is: 6 weeks [4]" with [4] the geothermal record.
+    let v = c.check("The answer is: 6 weeks", &[4]).unwrap();
+    assert_eq!(v.cites, vec![1], "{v:?}");
+    assert_eq!(v.moved_from, vec![4], "{v:?}");
+    assert!(v.supported && !v.filler && !v.auto_cited, "{v:?}");
+    // And the second answer: a bare "No." with no source is reported, not accepted.
+    let a = check_citations(
+        "The answer is: 6 weeks [4]. The answer is: No.",
+        &FAQ,
+        embedder(),
+        lorag_rag::DEFAULT_SUPPORT_THRESHOLD,
+    )
+    .unwrap();
+    assert_eq!(a.answer, "The answer is: 6 weeks [1]. The answer is: No.");
+    assert!(
+        a.sentences[0].supported && !a.sentences[1].supported,
+        "{:?}",
+        a.sentences
+    );
+}
+
+#[test]
+fn right_citations_stay_and_wrong_ones_move_on_real_embeddings() {
+    let c = lorag_rag::CitationChecker::new(&FAQ, embedder(), lorag_rag::DEFAULT_SUPPORT_THRESHOLD)
+        .unwrap();
+    // No over-moving: every claim cited to its own record keeps that citation and is supported.
+    for (claim, n) in FAQ_CLAIMS {
+        let v = c.check(claim, &[n]).unwrap();
+        assert_eq!(v.cites, vec![n], "{claim}: {v:?}");
+        assert!(v.moved_from.is_empty(), "{claim}: {v:?}");
+        // One paraphrase is under the support threshold (cosine 0.39, 3 of 7 words): its
+        // citation stays, and it is reported unsupported as before this checker.
+        let weak = claim.contains("usually decided within six weeks");
+        assert_eq!(v.supported, !weak, "{claim}: {v:?}");
+    }
+    // Cited to a wrong record: the citation moves to the right one, or at least never to another
+    // wrong one, and is never left on a record that lacks the claim's numbers.
+    let mut moved = 0;
+    let mut total = 0;
+    for (claim, n) in FAQ_CLAIMS {
+        for wrong in (1..=FAQ.len()).filter(|&w| w != n) {
+            let v = c.check(claim, &[wrong]).unwrap();
+            total += 1;
+            if v.cites == vec![n] {
+                assert_eq!(v.moved_from, vec![wrong], "{claim} [{wrong}]: {v:?}");
+                moved += 1;
+            } else {
+                assert_eq!(v.cites, vec![wrong], "{claim} [{wrong}]: {v:?}");
+            }
+            eprintln!(
+                "{claim} [{wrong}] -> {:?} supported {}",
+                v.cites, v.supported
+            );
+        }
+    }
+    eprintln!("moved {moved} of {total} wrong citations");
+    assert!(moved * 6 >= total * 5, "moved only {moved} of {total}");
+}

@@ -81,13 +81,27 @@ unsafe impl Send for RawContext {}
 
 impl RawContext {
     pub fn new(model: &LlamaModel, n_ctx: u32, n_batch: u32, n_threads: i32) -> Result<Self> {
+        Self::with_sequences(model, n_ctx, n_batch, n_threads, 1)
+    }
+
+    /// A context for `n_seq` independent sequences (slots), each with `n_ctx / n_seq` KV cells of
+    /// its own (not unified: sequences rarely share long prefixes, and a split cache keeps one
+    /// slot from starving the others).
+    pub fn with_sequences(
+        model: &LlamaModel,
+        n_ctx: u32,
+        n_batch: u32,
+        n_threads: i32,
+        n_seq: u32,
+    ) -> Result<Self> {
         // SAFETY: plain C struct constructors and a valid model pointer.
         unsafe {
             let mut p = sys::llama_context_default_params();
             p.n_ctx = n_ctx;
             p.n_batch = n_batch;
             p.n_ubatch = n_batch;
-            p.n_seq_max = 1;
+            p.n_seq_max = n_seq.max(1);
+            p.kv_unified = false;
             p.n_threads = n_threads;
             p.n_threads_batch = n_threads;
             p.no_perf = true;
@@ -147,6 +161,53 @@ impl RawContext {
             }
         }
         Ok(())
+    }
+
+    /// Decode one batch of `(token, position, sequence, want_logits)` entries in a single
+    /// `llama_decode` call (at most the batch capacity). Rows with `want_logits` can then be read
+    /// with [`Self::logits_ith`] by their index in `entries`.
+    pub fn decode_entries(&mut self, entries: &[(i32, usize, i32, bool)]) -> Result<()> {
+        assert!(
+            entries.len() <= self.batch_cap,
+            "batch larger than its capacity"
+        );
+        if entries.is_empty() {
+            return Ok(());
+        }
+        // SAFETY: batch arrays were allocated for batch_cap tokens with one seq id each.
+        unsafe {
+            let b = &mut self.batch;
+            b.n_tokens = entries.len() as i32;
+            for (i, &(t, pos, seq, want)) in entries.iter().enumerate() {
+                *b.token.add(i) = t;
+                *b.pos.add(i) = pos as i32;
+                *b.n_seq_id.add(i) = 1;
+                *(*b.seq_id.add(i)) = seq;
+                *b.logits.add(i) = i8::from(want);
+            }
+            let rc = sys::llama_decode(self.ctx.as_ptr(), *b);
+            if rc != 0 {
+                return Err(Error::Context(match rc {
+                    1 => "no room left in the KV cache (context full)".to_string(),
+                    2 => "decoding was aborted".to_string(),
+                    _ => format!("llama_decode failed with code {rc}"),
+                }));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn batch_capacity(&self) -> usize {
+        self.batch_cap
+    }
+
+    /// Drop KV entries of sequence `seq` at positions >= `pos`.
+    pub fn truncate_seq(&mut self, seq: i32, pos: usize) -> bool {
+        // SAFETY: valid context; memory handle owned by it.
+        unsafe {
+            let mem = sys::llama_get_memory(self.ctx.as_ptr());
+            sys::llama_memory_seq_rm(mem, seq, pos as i32, -1)
+        }
     }
 
     /// Logits of the i-th token of the last decoded batch (-1: the last one).

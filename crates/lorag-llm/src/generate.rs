@@ -43,6 +43,8 @@ pub enum FinishReason {
     Length,
     /// The context filled up before the model stopped.
     ContextFull,
+    /// The caller stopped it (a client disconnected, a Stop button).
+    Cancelled,
 }
 
 impl FinishReason {
@@ -52,6 +54,7 @@ impl FinishReason {
             FinishReason::StopString => "stop_string",
             FinishReason::Length => "length",
             FinishReason::ContextFull => "context_full",
+            FinishReason::Cancelled => "cancelled",
         }
     }
 }
@@ -71,6 +74,13 @@ pub struct Generation {
     /// Evaluated (uncached) prompt tokens per second.
     pub prompt_tok_per_s: f64,
     pub decode_tok_per_s: f64,
+    /// Time spent waiting for a slot (batched serving; 0 for a session).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub queued_ms: f64,
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
 }
 
 pub struct Session {
@@ -137,7 +147,11 @@ impl Session {
     /// The text of every control token of the vocabulary (`<|im_start|>`, `<|end|>`, ...), longest
     /// first: text from documents must never contain them, or it could open a turn of its own.
     pub fn control_token_texts(&self) -> Vec<String> {
-        let vocab = self.model.vocab();
+        Self::control_texts(&self.model)
+    }
+
+    pub(crate) fn control_texts(model: &LlamaModel) -> Vec<String> {
+        let vocab = model.vocab();
         let mut v: Vec<String> = vocab
             .tokens()
             .filter(|t| vocab.is_control(*t))
@@ -228,14 +242,18 @@ impl Session {
         on_text: &mut dyn FnMut(&str),
     ) -> Result<Generation> {
         let tokens = self.tokenize(prompt);
-        self.generate_tokens(&tokens, params, on_text)
+        self.generate_tokens(&tokens, params, &mut |t| {
+            on_text(t);
+            true
+        })
     }
 
+    /// Generate from prompt tokens; `on_text` returns false to stop (`FinishReason::Cancelled`).
     pub fn generate_tokens(
         &mut self,
         prompt: &[i32],
         params: &SamplingParams,
-        on_text: &mut dyn FnMut(&str),
+        on_text: &mut dyn FnMut(&str) -> bool,
     ) -> Result<Generation> {
         params.validate()?;
         if prompt.is_empty() {
@@ -260,8 +278,9 @@ impl Session {
         let prompt_ms = t0.elapsed().as_secs_f64() * 1e3;
         let t1 = Instant::now();
 
-        let mut out = TextStream::new(&params.stop);
+        let mut out = TextStream::new(params.stop.clone());
         let mut completion = 0usize;
+        let mut go_on = true;
         let vocab = self.model.vocab();
         let finish = loop {
             let logits = self.ctx.logits_ith(-1);
@@ -285,8 +304,11 @@ impl Session {
             }
             completion += 1;
             let piece = vocab.token_to_piece(token, false, None);
-            if out.push(&piece, on_text) {
+            if out.push(&piece, &mut |t| go_on &= on_text(t)) {
                 break FinishReason::StopString;
+            }
+            if !go_on {
+                break FinishReason::Cancelled;
             }
             if completion >= params.max_tokens {
                 break FinishReason::Length;
@@ -300,7 +322,12 @@ impl Session {
             })?;
             self.cached.push(token.0);
         };
-        let text = out.finish(on_text, finish == FinishReason::StopString);
+        let text = out.finish(
+            &mut |t| {
+                on_text(t);
+            },
+            finish == FinishReason::StopString,
+        );
         let decode_ms = t1.elapsed().as_secs_f64() * 1e3;
         let evaluated = prompt.len() - cached;
         Ok(Generation {
@@ -313,19 +340,26 @@ impl Session {
             decode_ms,
             prompt_tok_per_s: evaluated as f64 / (prompt_ms / 1e3).max(1e-9),
             decode_tok_per_s: completion as f64 / (decode_ms / 1e3).max(1e-9),
+            queued_ms: 0.0,
         })
     }
 }
 
 impl Generator for Session {
-    fn chat(
+    fn render(&self, messages: &[Message]) -> Result<String> {
+        Session::render(self, messages)
+    }
+    fn control_token_texts(&self) -> Vec<String> {
+        Session::control_token_texts(self)
+    }
+    fn stream(
         &mut self,
-        messages: &[Message],
+        prompt: &str,
         params: &SamplingParams,
-        on_text: &mut dyn FnMut(&str),
+        on_text: &mut dyn FnMut(&str) -> bool,
     ) -> Result<Generation> {
-        let prompt = self.render(messages)?;
-        self.generate(&prompt, params, on_text)
+        let tokens = self.tokenize(prompt);
+        self.generate_tokens(&tokens, params, on_text)
     }
     fn count_tokens(&self, text: &str) -> usize {
         self.model
@@ -340,15 +374,15 @@ impl Generator for Session {
 
 /// Turns token bytes into streamed text: whole UTF-8 characters only, and never text that might
 /// turn out to be the start of a stop string.
-struct TextStream<'a> {
-    stop: &'a [String],
+pub(crate) struct TextStream {
+    stop: Vec<String>,
     pending: Vec<u8>,
     text: String,
     emitted: usize,
 }
 
-impl<'a> TextStream<'a> {
-    fn new(stop: &'a [String]) -> Self {
+impl TextStream {
+    pub(crate) fn new(stop: Vec<String>) -> Self {
         Self {
             stop,
             pending: Vec::new(),
@@ -358,7 +392,7 @@ impl<'a> TextStream<'a> {
     }
 
     /// Add a token's bytes. Returns true when a stop string has appeared.
-    fn push(&mut self, bytes: &[u8], on_text: &mut dyn FnMut(&str)) -> bool {
+    pub(crate) fn push(&mut self, bytes: &[u8], on_text: &mut dyn FnMut(&str)) -> bool {
         self.pending.extend_from_slice(bytes);
         let valid = match std::str::from_utf8(&self.pending) {
             Ok(s) => s.len(),
@@ -377,7 +411,7 @@ impl<'a> TextStream<'a> {
         self.text.push_str(s);
         self.pending.drain(..valid);
         let mut cut = None;
-        for st in self.stop {
+        for st in &self.stop {
             let from = self.text.floor_char_boundary(search_from);
             if let Some(i) = self.text[from..].find(st.as_str()) {
                 cut = Some(cut.map_or(from + i, |c: usize| c.min(from + i)));
@@ -389,7 +423,7 @@ impl<'a> TextStream<'a> {
         }
         // Hold back a tail that is a prefix of some stop string.
         let mut hold = 0;
-        for st in self.stop {
+        for st in &self.stop {
             for k in (1..st.len().min(self.text.len() + 1)).rev() {
                 if self.text.is_char_boundary(self.text.len() - k)
                     && st.starts_with(&self.text[self.text.len() - k..])
@@ -407,7 +441,7 @@ impl<'a> TextStream<'a> {
         false
     }
 
-    fn finish(mut self, on_text: &mut dyn FnMut(&str), stopped: bool) -> String {
+    pub(crate) fn finish(mut self, on_text: &mut dyn FnMut(&str), stopped: bool) -> String {
         if !stopped && !self.pending.is_empty() {
             self.text.push_str(&String::from_utf8_lossy(&self.pending));
         }
@@ -424,7 +458,7 @@ mod tests {
 
     fn run(pieces: &[&[u8]], stop: &[&str]) -> (String, Vec<String>, bool) {
         let stop: Vec<String> = stop.iter().map(|s| s.to_string()).collect();
-        let mut ts = TextStream::new(&stop);
+        let mut ts = TextStream::new(stop);
         let mut chunks = Vec::new();
         let mut stopped = false;
         for p in pieces {

@@ -12,11 +12,13 @@
 //! - Greedy decoding (temperature 0) is deterministic; sampling with a fixed seed is too.
 //! - Changing the set of adapters drops the KV cache (its keys/values were computed under the old set).
 
+mod batch;
 mod chat;
 mod context;
 mod generate;
 mod sampling;
 
+pub use batch::{AdapterSet, BatchClient, BatchEngine, BatchOptions, BatchStats, Event, Request};
 pub use chat::{Message, Role};
 pub use context::{quantize, LoraAdapter, QUANT_TYPES};
 pub use generate::{FinishReason, Generation, Session, SessionOptions};
@@ -46,6 +48,12 @@ pub enum Error {
     Context(String),
     #[error("invalid sampling parameter: {0}")]
     Param(String),
+    #[error("the server is busy: every slot is taken and the queue is full; retry later")]
+    QueueFull,
+    #[error("the generator is shutting down")]
+    ShuttingDown,
+    #[error("the request was cancelled")]
+    Cancelled,
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -218,19 +226,37 @@ impl Engine {
     }
 }
 
-/// What RAG, evaluation and serving need from a model: a prompt in, text out, streamed.
+/// What RAG, evaluation and serving need from a model: a prompt in, text out, streamed and
+/// cancellable. [`Session`] (one context, one user) and [`BatchClient`] (a handle on the batched
+/// server engine) implement it.
 pub trait Generator {
-    /// Render `messages` with the model's chat template and generate the assistant's reply.
+    /// Render `messages` with the chat template, the assistant's turn opened.
+    fn render(&self, messages: &[Message]) -> Result<String>;
+    /// The text of every control token of the vocabulary, longest first (for neutralising
+    /// document text).
+    fn control_token_texts(&self) -> Vec<String>;
+    /// Count tokens as this model does (for context budgets).
+    fn count_tokens(&self, text: &str) -> usize;
+    /// The context size in tokens (per request).
+    fn context_size(&self) -> usize;
+    /// Generate from a rendered prompt, streaming text to `on_text`; when it returns false the
+    /// generation stops with `FinishReason::Cancelled`.
+    fn stream(
+        &mut self,
+        prompt: &str,
+        params: &SamplingParams,
+        on_text: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Generation>;
+    /// Render `messages` and generate the assistant's reply.
     fn chat(
         &mut self,
         messages: &[Message],
         params: &SamplingParams,
-        on_text: &mut dyn FnMut(&str),
-    ) -> Result<Generation>;
-    /// Count tokens as this model does (for context budgets).
-    fn count_tokens(&self, text: &str) -> usize;
-    /// The context size in tokens.
-    fn context_size(&self) -> usize;
+        on_text: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Generation> {
+        let prompt = self.render(messages)?;
+        self.stream(&prompt, params, on_text)
+    }
 }
 
 /// Default thread count: the machine's cores.

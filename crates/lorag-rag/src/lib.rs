@@ -15,6 +15,7 @@ mod cite;
 mod evidence;
 mod prompt;
 mod rewrite;
+mod stream;
 
 pub use cite::{
     check_citations, split_sentences, strip_filler, CitationCheck, CitationChecker, SentenceCheck,
@@ -25,7 +26,7 @@ pub use prompt::{neutralize, REFUSAL};
 
 use lorag_embed::Embedder;
 use lorag_kb::{Hit, Mode, SearchOptions};
-use lorag_llm::{Generator, Message, SamplingParams, Session};
+use lorag_llm::{Generator, Message, SamplingParams};
 use lorag_store::{Filter, Store};
 use serde::Serialize;
 use std::time::Instant;
@@ -142,7 +143,7 @@ pub struct Kb<'a> {
 /// Answer `question`, given the conversation so far (`history`: earlier user/assistant turns).
 /// Without a KB it answers from the model alone (for comparison).
 pub fn ask(
-    session: &mut Session,
+    session: &mut dyn Generator,
     kb: Option<&Kb<'_>>,
     history: &[Message],
     question: &str,
@@ -188,9 +189,10 @@ pub fn ask(
         )));
         let rendered = session.render(&msgs)?;
         let mut first: Option<f64> = None;
-        let g = session.generate(&rendered, &params, &mut |t| {
+        let g = session.stream(&rendered, &params, &mut |t| {
             first.get_or_insert_with(|| t0.elapsed().as_secs_f64() * 1e3);
-            on_text(t)
+            on_text(t);
+            true
         })?;
         answer.answer = g.text.trim().to_string();
         answer.ttft_ms = first.unwrap_or_default();
@@ -228,32 +230,60 @@ pub fn ask(
     let msgs = prompt::messages(history, question, &fitted, opts.style.as_deref());
     let rendered = session.render(&msgs)?;
     let mut first: Option<f64> = None;
-    // Stream the text as it comes; the citation check runs on the whole answer afterwards.
-    let g = session.generate(&rendered, &params, &mut |t| {
+    let source_texts: Vec<&str> = fitted.iter().map(|(_, t)| t.as_str()).collect();
+    // Stream the words as they come; each sentence's citations are checked when it ends and only
+    // then streamed, so the streamed text is the final answer (see stream.rs).
+    let mut sentences: Vec<SentenceCheck> = Vec::new();
+    let mut invalid: Vec<usize> = Vec::new();
+    let mut failure: Option<Error> = None;
+    let checker = cite::CitationChecker::new(&source_texts, kb.embedder, opts.support_threshold)?;
+    let mut check = |body: &str, cites: &[usize]| -> stream::Verdict {
+        match checker.check(body, cites) {
+            Ok(v) => {
+                invalid.extend(v.invalid.iter().copied());
+                sentences.push(SentenceCheck {
+                    text: cite::render(body, &v.cites),
+                    cites: v.cites.clone(),
+                    support: v.support,
+                    supported: v.supported,
+                    auto_cited: v.auto_cited,
+                    moved_from: v.moved_from,
+                    filler: v.filler,
+                });
+                stream::Verdict { cites: v.cites }
+            }
+            Err(e) => {
+                failure.get_or_insert(e);
+                stream::Verdict { cites: Vec::new() }
+            }
+        }
+    };
+    let mut emit = |t: &str| {
         first.get_or_insert_with(|| t0.elapsed().as_secs_f64() * 1e3);
         on_text(t)
+    };
+    let mut cited_stream = stream::CitedStream::new(&mut emit, &mut check);
+    let g = session.stream(&rendered, &params, &mut |t| {
+        cited_stream.push(t);
+        true
     })?;
+    let text = cited_stream.finish();
+    if let Some(e) = failure {
+        return Err(e);
+    }
     answer.ttft_ms = first.unwrap_or_else(|| t0.elapsed().as_secs_f64() * 1e3);
     answer.prompt_tokens = g.prompt_tokens;
     answer.completion_tokens = g.completion_tokens;
-
-    let source_texts: Vec<&str> = fitted.iter().map(|(_, t)| t.as_str()).collect();
-    let check = check_citations(
-        g.text.trim(),
-        &source_texts,
-        kb.embedder,
-        opts.support_threshold,
-    )?;
-    answer.answer = check.answer;
-    answer.invalid_citations = check.invalid;
-    answer.unsupported = check
-        .sentences
+    answer.answer = text;
+    invalid.sort_unstable();
+    invalid.dedup();
+    answer.invalid_citations = invalid;
+    answer.unsupported = sentences
         .iter()
         .filter(|s| !s.supported)
         .map(|s| s.text.clone())
         .collect();
-    let mut cited: Vec<usize> = check
-        .sentences
+    let mut cited: Vec<usize> = sentences
         .iter()
         .flat_map(|s| s.cites.iter().copied())
         .collect();
@@ -263,7 +293,7 @@ pub fn ask(
         .into_iter()
         .filter_map(|n| answer.sources.get(n - 1).cloned())
         .collect();
-    answer.sentences = check.sentences;
+    answer.sentences = sentences;
     if answer.answer.trim().is_empty() || prompt::is_refusal(&answer.answer) {
         answer.refused = true;
     }
@@ -305,7 +335,7 @@ pub struct TrainingConversation {
 /// similarity or lexical coverage). Retrieval uses the question as written (no follow-up
 /// rewriting), so multi-turn data should hold standalone questions.
 pub fn training_conversation(
-    session: &Session,
+    session: &dyn Generator,
     kb: &Kb<'_>,
     history: &[Message],
     question: &str,
@@ -359,7 +389,7 @@ fn verbatim_source(answer: &str, sources: &[&str]) -> Option<usize> {
 /// The prompt `ask` gives the model for these hits: sources fitted to the budget, neutralized,
 /// numbered and delimited (for inspection and tests).
 pub fn render_prompt(
-    session: &Session,
+    session: &dyn Generator,
     history: &[Message],
     question: &str,
     hits: &[Hit],
@@ -373,6 +403,35 @@ pub fn render_prompt(
         &fitted,
         opts.style.as_deref(),
     ))?)
+}
+
+/// The sentence of `text` that shares most content words with `claims` (what a reader should see
+/// highlighted in a cited chunk); None when no sentence shares any.
+pub fn best_span<'t>(text: &'t str, claims: &[&str]) -> Option<&'t str> {
+    let want: std::collections::HashSet<String> = claims
+        .iter()
+        .flat_map(|c| cite::words(c))
+        .filter(|w| w.len() > 2 || w.chars().all(|c| c.is_ascii_digit()))
+        .collect();
+    if want.is_empty() {
+        return None;
+    }
+    let mut best: Option<(&str, usize)> = None;
+    let mut start = 0;
+    let bytes = text.as_bytes();
+    for (i, c) in text.char_indices() {
+        let end = matches!(c, '.' | '!' | '?' | '\n')
+            && (i + 1 >= bytes.len() || bytes[i + 1].is_ascii_whitespace());
+        if end || i + c.len_utf8() == text.len() {
+            let s = text[start..i + c.len_utf8()].trim();
+            let n = cite::words(s).iter().filter(|w| want.contains(*w)).count();
+            if n > 0 && best.is_none_or(|(_, b)| n > b) {
+                best = Some((s, n));
+            }
+            start = i + c.len_utf8();
+        }
+    }
+    best.map(|(s, _)| s)
 }
 
 fn citation(n: usize, h: &Hit) -> Citation {

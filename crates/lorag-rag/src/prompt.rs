@@ -2,7 +2,7 @@
 
 use crate::{RagOptions, Result};
 use lorag_kb::Hit;
-use lorag_llm::{Generator, Message, Session};
+use lorag_llm::{Generator, Message};
 
 pub const REFUSAL: &str = "The knowledge base does not contain the answer.";
 
@@ -86,7 +86,7 @@ pub(crate) fn messages(
 /// context. The last source that does not fit whole is cut at a word boundary if a useful part
 /// of it fits.
 pub(crate) fn fit_sources(
-    session: &Session,
+    session: &dyn Generator,
     hits: &[Hit],
     controls: &[String],
     question: &str,

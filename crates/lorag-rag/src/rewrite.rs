@@ -4,7 +4,7 @@
 //! to the previous question joined with the follow-up, which retrieval handles well.
 
 use crate::Result;
-use lorag_llm::{Message, Role, SamplingParams, Session};
+use lorag_llm::{Generator, Message, Role, SamplingParams};
 use std::collections::HashSet;
 
 const STOP: &[&str] = &[
@@ -23,7 +23,7 @@ fn content_words(s: &str) -> HashSet<String> {
 }
 
 pub(crate) fn standalone(
-    session: &mut Session,
+    session: &mut dyn Generator,
     history: &[Message],
     question: &str,
 ) -> Result<String> {
@@ -60,7 +60,7 @@ pub(crate) fn standalone(
     let rendered = session.render(&msgs)?;
     let mut params = SamplingParams::greedy(48);
     params.stop = vec!["\n".into()];
-    let g = session.generate(&rendered, &params, &mut |_| {})?;
+    let g = session.stream(&rendered, &params, &mut |_| true)?;
     let rewrite = g.text.trim().trim_matches('"').trim().to_string();
 
     let follow = content_words(question);

@@ -1,0 +1,284 @@
+//! Streaming with checked citations: what a client sees stream is, character for character, the
+//! final answer.
+//!
+//! The words of a sentence stream as the model writes them; the model's `[n]` markers and the
+//! sentence's final punctuation are held back until the sentence ends, then the sentence is
+//! checked (`check(body, model_cites)` decides the final citations) and its markers and
+//! punctuation are emitted: "It takes 10 weeks" ... " [1]." Whitespace is collapsed, so that
+//! removing a marker never leaves a double space.
+
+/// What the checker decided for one sentence.
+pub(crate) struct Verdict {
+    pub cites: Vec<usize>,
+}
+
+pub(crate) struct CitedStream<'a> {
+    /// Raw model text not processed yet.
+    raw: String,
+    /// Body of the current sentence as emitted (markers removed).
+    body: String,
+    /// Model citations of the current sentence.
+    cites: Vec<usize>,
+    /// Whitespace seen but not emitted (it is emitted before the next word).
+    space: bool,
+    /// The terminator of the current sentence, once seen (held back).
+    term: Option<char>,
+    /// Everything emitted.
+    pub out: String,
+    emit: &'a mut dyn FnMut(&str),
+    check: &'a mut dyn FnMut(&str, &[usize]) -> Verdict,
+}
+
+fn parse_marker(s: &str) -> Option<(Vec<usize>, usize)> {
+    // s starts with '['; Some((numbers, byte length)) for a complete marker.
+    let close = s.find(']')?;
+    let inner = &s[1..close];
+    if inner.trim().is_empty() {
+        return None;
+    }
+    let nums: Option<Vec<usize>> = inner.split(',').map(|p| p.trim().parse().ok()).collect();
+    nums.map(|n| (n, close + 1))
+}
+
+/// Whether `s` (starting with '[') could still become a marker as more text arrives.
+fn could_be_marker(s: &str) -> bool {
+    s[1..]
+        .chars()
+        .all(|c| c.is_ascii_digit() || c == ',' || c == ' ')
+        && s.len() < 16
+}
+
+impl<'a> CitedStream<'a> {
+    pub fn new(
+        emit: &'a mut dyn FnMut(&str),
+        check: &'a mut dyn FnMut(&str, &[usize]) -> Verdict,
+    ) -> Self {
+        Self {
+            raw: String::new(),
+            body: String::new(),
+            cites: Vec::new(),
+            space: false,
+            term: None,
+            out: String::new(),
+            emit,
+            check,
+        }
+    }
+
+    fn put(&mut self, s: &str) {
+        if s.is_empty() {
+            return;
+        }
+        self.out.push_str(s);
+        (self.emit)(s);
+    }
+
+    fn word(&mut self, s: &str) {
+        if self.space && !self.body.is_empty() {
+            self.body.push(' ');
+            self.put(" ");
+        } else if self.space && self.body.is_empty() && !self.out.is_empty() {
+            // Between sentences.
+            if !self.out.ends_with('\n') {
+                self.put(" ");
+            }
+        }
+        self.space = false;
+        self.body.push_str(s);
+        self.put(s);
+    }
+
+    /// End the current sentence: check it, emit its citations and its punctuation.
+    fn close_sentence(&mut self) {
+        let term = self.term.take();
+        if self.body.trim().is_empty() {
+            if let Some(t) = term {
+                self.put(&t.to_string());
+            }
+            self.cites.clear();
+            return;
+        }
+        let v = (self.check)(&self.body, &self.cites);
+        let marks: String = v.cites.iter().map(|n| format!("[{n}]")).collect();
+        if !marks.is_empty() {
+            self.put(&format!(" {marks}"));
+        }
+        if let Some(t) = term {
+            self.put(&t.to_string());
+        }
+        self.body.clear();
+        self.cites.clear();
+        self.space = false;
+    }
+
+    /// Add model text; emits what is safe.
+    pub fn push(&mut self, text: &str) {
+        self.raw.push_str(text);
+        self.drain(false);
+    }
+
+    /// The generation ended: emit the rest.
+    pub fn finish(mut self) -> String {
+        self.drain(true);
+        if !self.raw.is_empty() {
+            let rest = std::mem::take(&mut self.raw);
+            self.word(&rest);
+        }
+        self.close_sentence();
+        self.out
+    }
+
+    fn drain(&mut self, end: bool) {
+        loop {
+            let Some(c) = self.raw.chars().next() else {
+                return;
+            };
+            if let Some(t) = self.term {
+                // After a terminator: markers and spaces belong to this sentence; anything else
+                // starts the next one.
+                if c == ' ' || c == '\t' {
+                    self.raw.drain(..1);
+                    self.space = true;
+                    continue;
+                }
+                if c == '[' {
+                    match parse_marker(&self.raw) {
+                        Some((n, len)) => {
+                            self.cites.extend(n);
+                            self.raw.drain(..len);
+                            continue;
+                        }
+                        None if could_be_marker(&self.raw) && !end => return,
+                        None => {}
+                    }
+                }
+                let _ = t;
+                let had_space = self.space;
+                self.close_sentence();
+                self.space = had_space || c == '\n';
+                if c == '\n' {
+                    self.raw.drain(..1);
+                    self.put("\n");
+                    self.space = false;
+                }
+                continue;
+            }
+            match c {
+                ' ' | '\t' | '\r' => {
+                    self.raw.drain(..1);
+                    self.space = true;
+                }
+                '\n' => {
+                    self.raw.drain(..1);
+                    if !self.body.is_empty() {
+                        self.close_sentence();
+                    }
+                    self.put("\n");
+                    self.space = false;
+                }
+                '[' => match parse_marker(&self.raw) {
+                    Some((n, len)) => {
+                        self.cites.extend(n);
+                        self.raw.drain(..len);
+                        // "word [1] more": one space stays between the words.
+                    }
+                    None if could_be_marker(&self.raw) && !end => return,
+                    None => {
+                        self.raw.drain(..1);
+                        self.word("[");
+                    }
+                },
+                '.' | '!' | '?' => {
+                    // A '.' followed by a non-space ("3.5", "e.g.") is not an end.
+                    let next = self.raw[1..].chars().next();
+                    match next {
+                        None if !end => return,
+                        Some(n) if c == '.' && !n.is_whitespace() && n != '[' => {
+                            self.raw.drain(..1);
+                            self.word(".");
+                        }
+                        _ => {
+                            self.raw.drain(..1);
+                            self.space = false;
+                            self.term = Some(c);
+                        }
+                    }
+                }
+                _ => {
+                    // A run of ordinary characters.
+                    let n = self
+                        .raw
+                        .find(|x: char| {
+                            matches!(x, ' ' | '\t' | '\r' | '\n' | '[' | '.' | '!' | '?')
+                        })
+                        .unwrap_or(self.raw.len());
+                    let w: String = self.raw.drain(..n).collect();
+                    self.word(&w);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(
+        pieces: &[&str],
+        fixed: Option<Vec<usize>>,
+    ) -> (String, String, Vec<(String, Vec<usize>)>) {
+        let mut streamed = String::new();
+        let mut seen = Vec::new();
+        let mut emit = |s: &str| streamed.push_str(s);
+        let mut check = |b: &str, c: &[usize]| {
+            seen.push((b.to_string(), c.to_vec()));
+            Verdict {
+                cites: fixed.clone().unwrap_or_else(|| c.to_vec()),
+            }
+        };
+        let mut st = CitedStream::new(&mut emit, &mut check);
+        for p in pieces {
+            st.push(p);
+        }
+        let out = st.finish();
+        (out, streamed, seen)
+    }
+
+    #[test]
+    fn stream_equals_final_text_and_markers_wait_for_the_check() {
+        let (out, streamed, seen) = run(
+            &[
+                "It takes",
+                " 10 we",
+                "eks [",
+                "4]. Simple",
+                " cases 4",
+                "-6 weeks",
+                " [1].",
+            ],
+            Some(vec![1]),
+        );
+        assert_eq!(out, streamed);
+        assert_eq!(out, "It takes 10 weeks [1]. Simple cases 4-6 weeks [1].");
+        assert_eq!(seen[0], ("It takes 10 weeks".to_string(), vec![4]));
+        assert_eq!(seen[1], ("Simple cases 4-6 weeks".to_string(), vec![1]));
+    }
+
+    #[test]
+    fn markers_after_the_stop_decimals_and_brackets() {
+        let (out, streamed, seen) = run(&["Pi is 3.14. [2] See [note] x"], None);
+        assert_eq!(out, streamed);
+        assert_eq!(out, "Pi is 3.14 [2]. See [note] x");
+        assert_eq!(seen[0].1, vec![2]);
+        let (out, _, _) = run(&["a [1] b [2]"], None);
+        assert_eq!(out, "a b [1][2]");
+    }
+
+    #[test]
+    fn removed_citations_leave_single_spaces() {
+        let (out, streamed, _) = run(&["No [9] way [7].\nNext line"], Some(vec![]));
+        assert_eq!(out, streamed);
+        assert_eq!(out, "No way.\nNext line");
+    }
+}

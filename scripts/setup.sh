@@ -29,5 +29,13 @@ fi
 echo "setup: building lorag (release; the first build compiles llama.cpp, about 5-10 minutes)" >&2
 cargo build --release --locked --workspace
 BIN="${CARGO_TARGET_DIR:-target}/release/lorag"
+# The official openai client, pinned, in a virtualenv beside the build: tests/serve.rs drives
+# `lorag serve` with it as a company's scripts would.
+VENV="${CARGO_TARGET_DIR:-target}/py-venv"
+if ! "$VENV/bin/python" -c "import openai, httpx; assert openai.__version__ == '3.57.0'" >/dev/null 2>&1; then
+  echo "setup: installing the openai client into $VENV" >&2
+  python3 -m venv "$VENV"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check "openai==3.57.0" "httpx==0.28.1" >&2
+fi
 "$BIN" models fetch
 "$BIN" models fetch construction-faq

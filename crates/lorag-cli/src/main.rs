@@ -33,6 +33,13 @@ enum Command {
     RagData(cmd::rag_data::RagDataArgs),
     /// Merge LoRA adapters into their base model and write a GGUF (f16, f32 or quantized)
     Merge(cmd::merge::MergeArgs),
+    /// Serve an OpenAI-compatible API (chat, embeddings, knowledge bases) and the web page
+    Serve(Box<cmd::serve::ServeArgs>),
+    /// API keys for `lorag serve`
+    Keys {
+        #[command(subcommand)]
+        command: cmd::serve::KeysCommand,
+    },
     /// Knowledge-base maintenance
     Kb {
         #[command(subcommand)]
@@ -70,6 +77,8 @@ fn main() {
         Command::Tune(args) => cmd::tune::run(*args),
         Command::RagData(args) => cmd::rag_data::run(args),
         Command::Merge(args) => cmd::merge::run(args),
+        Command::Serve(args) => cmd::serve::serve(*args),
+        Command::Keys { command } => cmd::serve::keys(command),
     };
     if let Err(e) = result {
         // One line: the chain of causes, joined.

@@ -4,6 +4,7 @@ pub mod kb;
 pub mod merge;
 pub mod models;
 pub mod rag_data;
+pub mod serve;
 pub mod tune;
 
 use std::path::PathBuf;

@@ -1,0 +1,492 @@
+//! `lorag serve` end to end: the real binary on a free loopback port, a real KB, a real model and
+//! adapter; the official `openai` Python client (installed by scripts/setup.sh into a virtualenv
+//! beside the build) drives the API; raw HTTP checks the error contract; a second process ingests
+//! into the KB the server is reading.
+
+use lorag_gguf::tiny::write_random_lora;
+use lorag_models::test_model;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_lorag"))
+}
+
+/// The virtualenv that setup.sh makes under the build folder, with the pinned `openai` client.
+fn python() -> PathBuf {
+    let target = bin()
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf();
+    let py = target.join("py-venv/bin/python");
+    assert!(
+        py.exists(),
+        "{} is missing: run scripts/setup.sh (it installs the openai client there)",
+        py.display()
+    );
+    py
+}
+
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Server {
+    fn start(args: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut cmd = Command::new(bin());
+        cmd.arg("serve")
+            .args(["--host", "127.0.0.1", "--port", "0"])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("lorag serve starts");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[serve] {line}");
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the server prints its address");
+        let s = Server { child, addr };
+        let t0 = Instant::now();
+        loop {
+            if let Ok((200, _, _)) = s.try_http("GET", "/health", &[], b"") {
+                break;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(180),
+                "server never became ready"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        s
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn try_http(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> std::io::Result<(u16, String, Vec<u8>)> {
+        let mut s = TcpStream::connect(&self.addr)?;
+        s.set_read_timeout(Some(Duration::from_secs(120)))?;
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
+            self.addr,
+            body.len()
+        );
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        s.write_all(req.as_bytes())?;
+        s.write_all(body)?;
+        let mut out = Vec::new();
+        s.read_to_end(&mut out)?;
+        let split = out
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .ok_or_else(|| std::io::Error::other("no header end"))?;
+        let head = String::from_utf8_lossy(&out[..split]).to_string();
+        let status: u16 = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| std::io::Error::other("no status"))?;
+        let mut body = out[split + 4..].to_vec();
+        if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
+            body = dechunk(&body);
+        }
+        Ok((status, head, body))
+    }
+
+    fn http(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, String, Value) {
+        let (st, head, b) = self.try_http(method, path, headers, body).expect("http");
+        let v = serde_json::from_slice(&b)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&b).into()));
+        (st, head, v)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn dechunk(b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let Some(nl) = b[i..].windows(2).position(|w| w == b"\r\n") else {
+            break;
+        };
+        let size =
+            usize::from_str_radix(String::from_utf8_lossy(&b[i..i + nl]).trim(), 16).unwrap_or(0);
+        i += nl + 2;
+        if size == 0 {
+            break;
+        }
+        out.extend_from_slice(&b[i..(i + size).min(b.len())]);
+        i += size + 2;
+    }
+    out
+}
+
+fn lorag(args: &[&str]) -> std::process::Output {
+    Command::new(bin()).args(args).output().expect("lorag runs")
+}
+
+const DOCS: &[(&str, &str)] = &[
+    ("permits.md", "# Building permits\n\nThe statutory processing time for a building permit in Lindholm municipality is 10 weeks. Simple cases are often decided in 4 to 6 weeks.\n"),
+    ("decks.md", "# Decks\n\nA deck lower than 1.2 metres above the ground needs no building permit in Lindholm, if it is at least 4.5 metres from the property line.\n"),
+    ("heat.md", "# Geothermal heat pumps\n\nDrilling for a geothermal heat pump requires a notification to the environment office, which answers within 6 weeks.\n"),
+];
+
+fn make_kb(dir: &Path) -> PathBuf {
+    let docs = dir.join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    for (n, t) in DOCS {
+        std::fs::write(docs.join(n), t).unwrap();
+    }
+    let kb = dir.join("kb");
+    let out = lorag(&[
+        "ingest",
+        docs.to_str().unwrap(),
+        "--kb",
+        kb.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    kb
+}
+
+fn make_adapter(dir: &Path) -> PathBuf {
+    let p = dir.join("style.gguf");
+    let targets: Vec<(String, u64, u64)> = (0..30)
+        .flat_map(|l| {
+            [
+                (format!("blk.{l}.attn_q"), 576, 576),
+                (format!("blk.{l}.ffn_down"), 1536, 576),
+            ]
+        })
+        .collect();
+    write_random_lora("llama", &targets, 8, 16.0, 7, 0.05, &p).unwrap();
+    p
+}
+
+fn add_key(file: &Path, name: &str, extra: &[&str]) -> String {
+    let mut args = vec!["keys", "add", name, "--file", file.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let out = lorag(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn openai_client_errors_load_and_a_shared_kb() {
+    let dir = tempfile::tempdir().unwrap();
+    let kb = make_kb(dir.path());
+    let adapter = make_adapter(dir.path());
+    let keys = dir.path().join("keys.json");
+    let key = add_key(&keys, "alice", &["--kb", "faq", "--ingest"]);
+    let other = add_key(&keys, "bob", &[]);
+    let kb_arg = format!("faq={}", kb.display());
+    let lora_arg = format!("style={}", adapter.display());
+    let server = Server::start(
+        &[
+            "--kb",
+            &kb_arg,
+            "--lora",
+            &lora_arg,
+            "--api-keys",
+            keys.to_str().unwrap(),
+            "--parallel",
+            "4",
+            "--queue",
+            "64",
+            "--ctx",
+            "2048",
+            "--max-body",
+            "200000",
+        ],
+        &[],
+    );
+
+    // Reference embeddings from lorag-embed itself.
+    let emb = lorag_embed::BertEmbedder::load(
+        &test_model("all-minilm-l6-v2"),
+        &lorag_embed::EmbedOptions::default(),
+    )
+    .unwrap();
+    let texts = [
+        "How long does a building permit take?",
+        "Geothermal heat pumps need a notification.",
+    ];
+    let vectors = lorag_embed::Embedder::embed(&emb, &texts).unwrap();
+    let cfg = dir.path().join("client.json");
+    std::fs::write(
+        &cfg,
+        json!({
+            "key": key, "other_key": other, "model": "smollm2-135m-instruct", "lora": "style", "kb": "faq",
+            "embedder": "all-minilm-l6-v2",
+            "question": "How long does it take to get a building permit in Lindholm?",
+            "expect_source": "permits.md",
+            "reference": {"texts": texts, "vectors": vectors},
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/serve_client.py");
+    let out = Command::new(python())
+        .arg(&script)
+        .arg(server.url())
+        .arg(&cfg)
+        .output()
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{stdout}");
+    assert!(
+        out.status.success() && stdout.contains("all ok"),
+        "the openai client checks failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Raw HTTP: the error contract.
+    let auth = format!("Bearer {key}");
+    let h = [
+        ("Authorization", auth.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    let (st, _, v) = server.http("POST", "/v1/chat/completions", &h, b"{\"messages\": [");
+    assert_eq!(st, 400, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("JSON"),
+        "{v}"
+    );
+    let (st, _, v) = server.http(
+        "POST",
+        "/v1/chat/completions",
+        &h,
+        br#"{"messages": [{"role": "user", "content": "hi"}], "max_tokens": "ten"}"#,
+    );
+    assert_eq!(st, 400, "{v}");
+    assert_eq!(v["error"]["param"], "max_tokens", "{v}");
+    let (st, _, v) = server.http(
+        "POST",
+        "/v1/chat/completions",
+        &h,
+        br#"{"messages": [{"role": "wizard", "content": "hi"}]}"#,
+    );
+    assert_eq!(st, 400, "{v}");
+    assert_eq!(v["error"]["param"], "messages[0].role", "{v}");
+    let (st, _, v) = server.http("GET", "/v1/models", &[], b"");
+    assert_eq!(st, 401, "{v}");
+    assert_eq!(v["error"]["type"], "authentication_error");
+    let (st, _, v) = server.http("GET", "/health", &[], b"");
+    assert_eq!((st, v), (200, json!({"status": "ok"})));
+    let big = vec![b'x'; 300_000];
+    let (st, _, v) = server.http("POST", "/v1/chat/completions", &h, &big);
+    assert_eq!(st, 413, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--max-body"),
+        "{v}"
+    );
+    let (st, _, v) = server.http("GET", "/v1/nothing", &h, b"");
+    assert_eq!(st, 404, "{v}");
+    assert!(v["error"]["message"].is_string());
+    let (st, _, v) = server.http(
+        "POST",
+        "/v1/chat/completions",
+        &h,
+        br#"{"model": "kb:hr", "messages": [{"role": "user", "content": "hi"}]}"#,
+    );
+    assert_eq!(st, 404, "{v}");
+    let (st, _, v) = server.http(
+        "POST",
+        "/v1/kb/faq/search",
+        &h,
+        br#"{"query": "decks", "k": 2}"#,
+    );
+    assert_eq!(st, 200, "{v}");
+    assert!(
+        v["results"][0]["source"]
+            .as_str()
+            .unwrap()
+            .ends_with("decks.md"),
+        "{v}"
+    );
+    let (st, _, v) = server.http("GET", "/v1/kb/faq/documents", &h, b"");
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["data"].as_array().unwrap().len(), 3, "{v}");
+    let (st, head, _) = server.http("GET", "/", &[], b"");
+    assert_eq!(st, 200);
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-security-policy: default-src 'self'"),
+        "{head}"
+    );
+
+    // Another process ingests into the KB while the server runs: the server finds it at once.
+    let extra = dir.path().join("extra");
+    std::fs::create_dir_all(&extra).unwrap();
+    std::fs::write(
+        extra.join("sauna.md"),
+        "# Saunas\n\nA wood-fired sauna cabin in Lindholm needs a chimney inspection by the chimney sweep before first use.\n",
+    )
+    .unwrap();
+    let out = lorag(&[
+        "ingest",
+        extra.to_str().unwrap(),
+        "--kb",
+        kb.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (st, _, v) = server.http(
+        "POST",
+        "/v1/kb/faq/search",
+        &h,
+        br#"{"query": "sauna chimney inspection", "k": 1, "mode": "dense"}"#,
+    );
+    assert_eq!(st, 200, "{v}");
+    assert!(
+        v["results"][0]["source"]
+            .as_str()
+            .unwrap()
+            .ends_with("sauna.md"),
+        "the server did not see the new chunk: {v}"
+    );
+    let (_, _, v) = server.http(
+        "POST",
+        "/v1/kb/faq/search",
+        &h,
+        br#"{"query": "sauna chimney inspection", "k": 1, "mode": "bm25"}"#,
+    );
+    assert!(
+        v["results"][0]["source"]
+            .as_str()
+            .unwrap()
+            .ends_with("sauna.md"),
+        "{v}"
+    );
+}
+
+#[test]
+fn queue_full_is_429_and_sigterm_drains() {
+    let server = Server::start(&["--parallel", "1", "--queue", "0", "--ctx", "1024"], &[]);
+    let addr = server.addr.clone();
+    // A long generation holds the only permit.
+    let long = std::thread::spawn(move || {
+        let mut s = TcpStream::connect(&addr).unwrap();
+        let body = br#"{"stream": true, "max_tokens": 300, "temperature": 0, "messages": [{"role": "user", "content": "Count from 1 to 300, separated by commas."}]}"#;
+        write!(
+            s,
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .unwrap();
+        s.write_all(body).unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    });
+    // Wait until it is generating.
+    let t0 = Instant::now();
+    loop {
+        let (_, _, m) = server.http("GET", "/metrics", &[], b"");
+        if m.as_str().unwrap_or("").contains("lorag_busy_slots 1") {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the long request never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (st, head, v) = server.http(
+        "POST",
+        "/v1/chat/completions",
+        &[("Content-Type", "application/json")],
+        br#"{"max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]}"#,
+    );
+    assert_eq!(st, 429, "{v}");
+    assert!(
+        head.to_ascii_lowercase().contains("retry-after: 1"),
+        "{head}"
+    );
+    assert_eq!(v["error"]["code"], "queue_full");
+    // SIGTERM: stop taking requests, finish the running one, exit 0.
+    let pid = server.child.id().to_string();
+    let mut server = server;
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "exit status {status:?}");
+    let out = long.join().unwrap();
+    assert!(
+        out.contains("data: [DONE]"),
+        "the running request was cut: {out}"
+    );
+}
+
+#[test]
+fn refuses_an_open_address_without_keys() {
+    let out = Command::new(bin())
+        .args(["serve", "--host", "0.0.0.0", "--port", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--api-keys") && err.contains("--no-auth"),
+        "{err}"
+    );
+}

@@ -12,6 +12,11 @@ echo "\$ lorag ingest $FAQ --kb $KB"
 "$BIN" ingest "$FAQ" --kb "$KB"
 "$BIN" kb stats --kb "$KB"
 for q in "How long does it take to get a building permit?" "Do I need a building permit for a deck?"; do
+  # Extractive first: the record's own sentence, cited (every word traceable), then the model's
+  # own answer with its checked citations.
+  echo
+  echo "\$ lorag ask \"$q\" --kb $KB --quote"
+  "$BIN" ask "$q" --kb "$KB" --quote
   echo
   echo "\$ lorag ask \"$q\" --kb $KB"
   "$BIN" ask "$q" --kb "$KB"

@@ -14,6 +14,8 @@ compgen -G "/usr/lib/llvm-*/lib/libclang*.so*" >/dev/null || compgen -G "/usr/li
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
 [ -d /usr/share/doc/debian/FAQ ] || need+=(debian-faq)  # real HTML/PDF/text for lorag-ingest tests
+[ -x /usr/bin/chromium ] || need+=(chromium)  # tests/web.rs drives the web page in headless Chromium
+[ -x /usr/bin/chromedriver ] || need+=(chromium-driver)  # ... over WebDriver
 if ((${#need[@]})); then
   echo "setup: installing ${need[*]}" >&2
   SUDO=""

@@ -486,3 +486,79 @@ fn rag_data_turns_qa_into_ask_prompts_with_cited_answers() {
     assert_eq!(std::fs::read(&out).unwrap(), before);
     assert!(!tmp.path().join("train.jsonl.partial").exists());
 }
+
+/// The demo's knowledge base (the construction-law FAQ) and its two questions: the right record
+/// is cited. `--quote` answers with the record's own sentence; a generated answer never cites the
+/// geothermal record for the permit question (the wrong citation a first user once saw).
+#[test]
+fn demo_questions_cite_the_right_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let faq = lorag_models::test_model("construction-faq");
+    let kb = dir.path().join("kb");
+    let out = Command::new(env!("CARGO_BIN_EXE_lorag"))
+        .args([
+            "ingest",
+            faq.to_str().unwrap(),
+            "--kb",
+            kb.to_str().unwrap(),
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ask = |q: &str, extra: &[&str]| -> serde_json::Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_lorag"))
+            .args(["ask", q, "--kb", kb.to_str().unwrap(), "--json"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let titles = |a: &serde_json::Value| -> Vec<String> {
+        a["citations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["title"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    let a = ask(
+        "How long does it take to get a building permit?",
+        &["--quote"],
+    );
+    assert_eq!(titles(&a), ["bygglov-002"], "{a:#}");
+    let text = a["answer"].as_str().unwrap();
+    assert!(
+        text.contains("10 weeks") && text.ends_with("[1]."),
+        "{text}"
+    );
+    let a = ask("Do I need a building permit for a deck?", &["--quote"]);
+    let t = titles(&a);
+    assert!(
+        t == ["bygglov-014"] || t == ["altan-staket-plank-001"],
+        "{a:#}"
+    );
+    let text = a["answer"].as_str().unwrap().to_lowercase();
+    assert!(text.contains("deck") && text.contains("permit"), "{text}");
+
+    // Generated: whatever the model writes, a citation to the geothermal record does not survive.
+    let a = ask("How long does it take to get a building permit?", &[]);
+    let t = titles(&a);
+    assert!(!t.iter().any(|t| t.starts_with("bergvarme")), "{a:#}");
+    let sources: Vec<&str> = a["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(sources[0], "bygglov-002", "retrieval: {sources:?}");
+}

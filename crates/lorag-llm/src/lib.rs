@@ -69,6 +69,21 @@ fn backend() -> &'static LlamaBackend {
     })
 }
 
+/// Layers to offload by default: every layer when this build has a GPU backend and a GPU is
+/// present (llama.cpp's `llama_supports_gpu_offload`), else 0 (CPU).
+pub fn default_gpu_layers() -> u32 {
+    if backend().supports_gpu_offload() {
+        u32::MAX
+    } else {
+        0
+    }
+}
+
+/// `--gpu-layers` as given, or the default.
+pub fn gpu_layers(flag: Option<u32>) -> u32 {
+    flag.unwrap_or_else(default_gpu_layers)
+}
+
 /// Options for loading a model.
 #[derive(Debug, Clone, Default)]
 pub struct LoadOptions {

@@ -80,9 +80,84 @@ pub fn evidence(query: &str, passages: &[&str], embedder: &dyn Embedder) -> Resu
     Ok(best)
 }
 
+/// A verbatim quote that answers `query`, for extractive answers (`ask --quote`): the sentence of
+/// `passages` with the best evidence score. When that sentence is itself a question (an FAQ
+/// entry's question, a heading like "How long does it take?"), the quote is the answer that
+/// follows it in the same passage. A leading field label ("a: ") is left out. Returns the
+/// passage index, the quote (a substring of that passage) and its score; None when no passage
+/// holds a sentence.
+pub fn best_quote(
+    query: &str,
+    passages: &[&str],
+    embedder: &dyn Embedder,
+) -> Result<Option<(usize, String, f32)>> {
+    let per: Vec<Vec<String>> = passages.iter().map(|p| sentences(p)).collect();
+    let flat: Vec<(usize, usize)> = per
+        .iter()
+        .enumerate()
+        .flat_map(|(i, v)| (0..v.len()).map(move |j| (i, j)))
+        .collect();
+    if flat.is_empty() {
+        return Ok(None);
+    }
+    let mut texts: Vec<&str> = vec![query];
+    texts.extend(flat.iter().map(|&(i, j)| per[i][j].as_str()));
+    let vecs = embedder.embed(&texts)?;
+    let q_words = content_words(query);
+    let mut best: Option<((usize, usize), f32)> = None;
+    for (k, &(i, j)) in flat.iter().enumerate() {
+        let s = &per[i][j];
+        let score = (crate::cite::dot(&vecs[0], &vecs[k + 1]) + overlap(&q_words, s)) / 2.0;
+        if best.is_none_or(|(_, b)| score > b) {
+            best = Some(((i, j), score));
+        }
+    }
+    let ((i, j), score) = best.expect("not empty");
+    let is_question = |s: &str| s.trim_end().ends_with('?');
+    let mut pick = j;
+    if is_question(&per[i][j]) {
+        match (j + 1..per[i].len()).find(|&k| !is_question(&per[i][k])) {
+            Some(k) => pick = k,
+            None => return Ok(None),
+        }
+    }
+    Ok(Some((i, strip_label(&per[i][pick]).to_string(), score)))
+}
+
+/// "a: The answer." -> "The answer." (a short field label of a structured record).
+fn strip_label(s: &str) -> &str {
+    match s.split_once(": ") {
+        Some((label, rest))
+            if !label.is_empty()
+                && label.len() <= 20
+                && label.chars().all(|c| c.is_alphanumeric() || c == '_')
+                && !rest.trim().is_empty() =>
+        {
+            rest.trim()
+        }
+        _ => s.trim(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn labels_are_left_out_of_quotes() {
+        assert_eq!(
+            strip_label("a: A deck needs no permit."),
+            "A deck needs no permit."
+        );
+        assert_eq!(
+            strip_label("Note: this is long: yes."),
+            "this is long: yes."
+        );
+        assert_eq!(
+            strip_label("The ratio is 3: 2 here."),
+            "The ratio is 3: 2 here."
+        );
+    }
 
     #[test]
     fn overlap_ignores_question_words() {

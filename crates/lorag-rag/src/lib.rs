@@ -21,7 +21,7 @@ pub use cite::{
     check_citations, split_sentences, strip_filler, CitationCheck, CitationChecker, SentenceCheck,
     SentenceVerdict, LEXICAL_COVERAGE, MOVE_COSINE_MARGIN, MOVE_COVERAGE_MARGIN,
 };
-pub use evidence::{evidence, word_overlap};
+pub use evidence::{best_quote, evidence, word_overlap};
 pub use prompt::{neutralize, REFUSAL};
 
 use lorag_embed::Embedder;
@@ -66,6 +66,9 @@ pub struct RagOptions {
     pub rewrite: bool,
     /// An extra instruction appended to the question (e.g. "Answer with a short phrase.").
     pub style: Option<String>,
+    /// Extractive answers: the best evidence sentence of the sources, verbatim and cited, with no
+    /// generation (every word traceable; the baseline a generated answer should beat).
+    pub quote: bool,
 }
 
 impl Default for RagOptions {
@@ -80,6 +83,7 @@ impl Default for RagOptions {
             sampling: SamplingParams::greedy(256),
             rewrite: true,
             style: None,
+            quote: false,
         }
     }
 }
@@ -227,6 +231,32 @@ pub fn ask(
         .enumerate()
         .map(|(i, (h, _))| citation(i + 1, h))
         .collect();
+    if opts.quote {
+        let texts: Vec<&str> = fitted.iter().map(|(h, _)| h.chunk.text.as_str()).collect();
+        if let Some((i, quote, score)) = best_quote(&answer.query, &texts, kb.embedder)? {
+            let n = i + 1;
+            let text = cite::render(&quote, &[n]);
+            on_text(&text);
+            answer.ttft_ms = t0.elapsed().as_secs_f64() * 1e3;
+            answer.sentences = vec![SentenceCheck {
+                text: text.clone(),
+                cites: vec![n],
+                support: score,
+                supported: true,
+                auto_cited: false,
+                moved_from: Vec::new(),
+                filler: false,
+            }];
+            answer.citations = vec![answer.sources[i].clone()];
+            answer.answer = text;
+        } else {
+            answer.refused = true;
+            answer.answer = REFUSAL.to_string();
+            on_text(REFUSAL);
+        }
+        answer.total_ms = t0.elapsed().as_secs_f64() * 1e3;
+        return Ok(answer);
+    }
     let msgs = prompt::messages(history, question, &fitted, opts.style.as_deref());
     let rendered = session.render(&msgs)?;
     let mut first: Option<f64> = None;

@@ -625,7 +625,9 @@ async fn chat_completions(
         .validate()
         .map_err(|e| ApiError::bad_request(e.to_string(), None))?;
     let filters = parse_filters(req.filter)?;
-    let mode = parse_mode(req.mode.as_deref())?;
+    // "mode": "quote" answers with the best evidence sentence, verbatim (hybrid retrieval).
+    let quote = req.mode.as_deref() == Some("quote");
+    let mode = parse_mode(if quote { None } else { req.mode.as_deref() })?;
     let k = req.k.unwrap_or(4);
     if k == 0 || k > 50 {
         return Err(ApiError::bad_request(
@@ -704,6 +706,7 @@ async fn chat_completions(
                                 filters,
                                 answer_tokens: max_tokens,
                                 sampling: params,
+                                quote,
                                 ..lorag_rag::RagOptions::default()
                             };
                             let kbv = lorag_rag::Kb {

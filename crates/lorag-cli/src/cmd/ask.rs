@@ -9,6 +9,9 @@ use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct AskArgs {
+    /// Model layers to offload to a GPU (default: all when built with CUDA and a GPU is present, else 0)
+    #[arg(long = "gpu-layers")]
+    pub gpu_layers: Option<u32>,
     /// The question; without it, an interactive session reads questions from stdin (follow-ups
     /// are rewritten into standalone queries)
     pub question: Option<String>,
@@ -41,6 +44,9 @@ pub struct AskArgs {
     /// An instruction added to the question, e.g. "Answer with a short phrase."
     #[arg(long)]
     pub style: Option<String>,
+    /// Answer with the best evidence sentence of the sources, verbatim and cited (no generation)
+    #[arg(long)]
+    pub quote: bool,
     #[arg(long = "ctx", default_value_t = 0)]
     pub n_ctx: u32,
     #[arg(long)]
@@ -76,17 +82,24 @@ pub fn run(a: AskArgs) -> Result<()> {
         sampling,
         rewrite: true,
         style: a.style.clone(),
+        quote: a.quote,
     };
     // Open the KB first: a wrong --kb fails before the model loads.
     let kb_parts = match &a.kb {
         Some(dir) => {
-            let embedder = super::kb::load_embedder(a.embedder.as_deref())?;
+            let embedder = super::load_embedder(a.embedder.as_deref())?;
             let store = lorag_kb::open_for_search(dir, &embedder)?;
             Some((store, embedder))
         }
         None => None,
     };
-    let engine = Engine::load(&model_path, &LoadOptions::default())?;
+    let engine = Engine::load(
+        &model_path,
+        &LoadOptions {
+            n_gpu_layers: lorag_llm::gpu_layers(a.gpu_layers),
+            ..LoadOptions::default()
+        },
+    )?;
     let mut session = engine.session(&SessionOptions {
         n_ctx: a.n_ctx,
         n_threads: a.threads.unwrap_or_else(lorag_llm::default_threads),
@@ -94,7 +107,7 @@ pub fn run(a: AskArgs) -> Result<()> {
     })?;
     let mut adapters = Vec::new();
     for spec in &a.lora {
-        let (path, scale) = super::chat::parse_lora(spec)?;
+        let (path, scale) = super::parse_lora(spec)?;
         if !path.exists() {
             anyhow::bail!("LoRA adapter not found: {}", path.display());
         }

@@ -9,6 +9,9 @@ use std::sync::Arc;
 
 #[derive(Args, Debug)]
 pub struct ChatArgs {
+    /// Model layers to offload to a GPU (default: all when built with CUDA and a GPU is present, else 0)
+    #[arg(long = "gpu-layers")]
+    pub gpu_layers: Option<u32>,
     /// The prompt; without it, an interactive session reads turns from stdin
     pub prompt: Option<String>,
     /// A model path (.gguf) or catalogue name (default: smollm2-135m-instruct)
@@ -54,19 +57,6 @@ pub struct ChatArgs {
     pub json: bool,
 }
 
-/// `PATH` or `PATH:SCALE` (the scale is what follows the last colon, when it parses as a number).
-pub fn parse_lora(spec: &str) -> Result<(PathBuf, f32)> {
-    if let Some((p, s)) = spec.rsplit_once(':') {
-        if let Ok(scale) = s.parse::<f32>() {
-            if !scale.is_finite() {
-                bail!("--lora {spec}: scale must be a finite number");
-            }
-            return Ok((PathBuf::from(p), scale));
-        }
-    }
-    Ok((PathBuf::from(spec), 1.0))
-}
-
 pub fn run(args: ChatArgs) -> Result<()> {
     let model_path = super::resolve_model(args.model.as_deref())?;
     let params = SamplingParams {
@@ -81,7 +71,13 @@ pub fn run(args: ChatArgs) -> Result<()> {
         stop: args.stop.clone(),
     };
     params.validate()?;
-    let engine = Engine::load(&model_path, &LoadOptions::default())?;
+    let engine = Engine::load(
+        &model_path,
+        &LoadOptions {
+            n_gpu_layers: lorag_llm::gpu_layers(args.gpu_layers),
+            ..LoadOptions::default()
+        },
+    )?;
     let mut session = engine.session(&SessionOptions {
         n_ctx: args.n_ctx,
         n_threads: args.threads.unwrap_or_else(lorag_llm::default_threads),
@@ -90,7 +86,7 @@ pub fn run(args: ChatArgs) -> Result<()> {
     })?;
     let mut adapters = Vec::new();
     for spec in &args.lora {
-        let (path, scale) = parse_lora(spec)?;
+        let (path, scale) = super::parse_lora(spec)?;
         if !path.exists() {
             bail!("LoRA adapter not found: {}", path.display());
         }
@@ -263,7 +259,7 @@ fn interactive(
 
 #[cfg(test)]
 mod tests {
-    use super::parse_lora;
+    use crate::cmd::parse_lora;
 
     #[test]
     fn lora_spec() {

@@ -73,12 +73,6 @@ pub enum KbCommand {
     },
 }
 
-pub fn load_embedder(spec: Option<&str>) -> Result<BertEmbedder> {
-    let spec = spec.unwrap_or(lorag_models::DEFAULT_EMBED_MODEL);
-    let dir = lorag_models::resolve(spec, &lorag_models::models_dir())?;
-    Ok(BertEmbedder::load(&dir, &EmbedOptions::default())?)
-}
-
 pub fn ingest(a: IngestArgs) -> Result<()> {
     if a.chunk_tokens == 0 {
         bail!("--chunk-tokens must be at least 1");
@@ -90,7 +84,7 @@ pub fn ingest(a: IngestArgs) -> Result<()> {
             a.chunk_tokens
         );
     }
-    let embedder = load_embedder(a.embedder.as_deref())?;
+    let embedder = super::load_embedder(a.embedder.as_deref())?;
     let opts = IngestOptions {
         walk: lorag_ingest::WalkOptions {
             include: a.include,
@@ -138,7 +132,7 @@ pub fn ingest(a: IngestArgs) -> Result<()> {
 
 pub fn search(a: SearchArgs) -> Result<()> {
     let (mode, filters) = super::parse_retrieval(&a.mode, &a.filter)?;
-    let embedder = load_embedder(a.embedder.as_deref())?;
+    let embedder = super::load_embedder(a.embedder.as_deref())?;
     let store = lorag_kb::open_for_search(&a.kb, &embedder)?;
     let opts = SearchOptions {
         k: a.k,

@@ -69,7 +69,7 @@ pub fn run(args: MergeArgs) -> Result<()> {
     let model = super::resolve_model(args.model.as_deref())?;
     let mut adapters = Vec::new();
     for spec in &args.lora {
-        let (p, s) = super::chat::parse_lora(spec)?;
+        let (p, s) = super::parse_lora(spec)?;
         if !p.is_file() {
             bail!("LoRA adapter not found: {}", p.display());
         }

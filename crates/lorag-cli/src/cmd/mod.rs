@@ -41,3 +41,26 @@ pub fn parse_retrieval(
         .collect::<Result<Vec<_>, _>>()?;
     Ok((mode, filters))
 }
+
+/// `PATH` or `PATH:SCALE` of a `--lora` flag.
+pub fn parse_lora(spec: &str) -> anyhow::Result<(PathBuf, f32)> {
+    if let Some((p, s)) = spec.rsplit_once(':') {
+        if let Ok(scale) = s.parse::<f32>() {
+            if !scale.is_finite() {
+                anyhow::bail!("--lora {spec}: scale must be a finite number");
+            }
+            return Ok((PathBuf::from(p), scale));
+        }
+    }
+    Ok((PathBuf::from(spec), 1.0))
+}
+
+/// The embedder named by `--embedder` (a catalogue name or a folder; default all-MiniLM-L6-v2).
+pub fn load_embedder(spec: Option<&str>) -> anyhow::Result<lorag_embed::BertEmbedder> {
+    let spec = spec.unwrap_or(lorag_models::DEFAULT_EMBED_MODEL);
+    let dir = lorag_models::resolve(spec, &lorag_models::models_dir())?;
+    Ok(lorag_embed::BertEmbedder::load(
+        &dir,
+        &lorag_embed::EmbedOptions::default(),
+    )?)
+}

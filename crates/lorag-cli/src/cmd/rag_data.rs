@@ -20,6 +20,9 @@ pub enum Missing {
 
 #[derive(Args, Debug)]
 pub struct RagDataArgs {
+    /// Model layers to offload to a GPU (default: all when built with CUDA and a GPU is present, else 0)
+    #[arg(long = "gpu-layers")]
+    pub gpu_layers: Option<u32>,
     /// Knowledge base to retrieve the sources from
     #[arg(long)]
     pub kb: PathBuf,
@@ -63,14 +66,20 @@ pub fn run(a: RagDataArgs) -> Result<()> {
     let (mode, filters) = super::parse_retrieval(&a.retrieval.mode, &a.retrieval.filter)?;
     let mut stats = lorag_train::data::DataStats::default();
     let convs = lorag_train::data::read_jsonl(&a.data, a.skip_bad, &mut stats)?;
-    let embedder = super::kb::load_embedder(a.embedder.as_deref())?;
+    let embedder = super::load_embedder(a.embedder.as_deref())?;
     let store = lorag_kb::open_for_search(&a.kb, &embedder)?;
     let kb = Kb {
         store: &store,
         embedder: &embedder,
     };
     let model_path = super::resolve_model(a.model.as_deref())?;
-    let engine = Engine::load(&model_path, &LoadOptions::default())?;
+    let engine = Engine::load(
+        &model_path,
+        &LoadOptions {
+            n_gpu_layers: lorag_llm::gpu_layers(a.gpu_layers),
+            ..LoadOptions::default()
+        },
+    )?;
     let session = engine.session(&SessionOptions {
         n_ctx: a.n_ctx,
         ..SessionOptions::default()

@@ -47,9 +47,9 @@ pub struct ServeArgs {
     /// Longest a request may generate, in seconds
     #[arg(long, default_value_t = 600)]
     pub timeout: u64,
-    /// Model layers to offload to a GPU (CUDA builds)
-    #[arg(long = "gpu-layers", default_value_t = 0)]
-    pub gpu_layers: u32,
+    /// Model layers to offload to a GPU (default: all when built with CUDA and a GPU is present, else 0)
+    #[arg(long = "gpu-layers")]
+    pub gpu_layers: Option<u32>,
 }
 
 fn split_named(flag: &str, spec: &str) -> Result<(String, String)> {
@@ -74,7 +74,7 @@ pub fn serve(a: ServeArgs) -> Result<()> {
     let mut loras = Vec::new();
     for s in &a.lora {
         let (name, rest) = split_named("--lora", s)?;
-        let (path, scale) = super::chat::parse_lora(&rest)?;
+        let (path, scale) = super::parse_lora(&rest)?;
         loras.push((name, path, scale));
     }
     let mut kbs = Vec::new();
@@ -112,7 +112,7 @@ pub fn serve(a: ServeArgs) -> Result<()> {
         no_auth: a.no_auth,
         max_body: a.max_body,
         timeout: std::time::Duration::from_secs(a.timeout.max(1)),
-        gpu_layers: a.gpu_layers,
+        gpu_layers: lorag_llm::gpu_layers(a.gpu_layers),
     })
 }
 

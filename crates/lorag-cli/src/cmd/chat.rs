@@ -4,7 +4,6 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use lorag_llm::{Engine, LoadOptions, Message, SamplingParams, Session, SessionOptions};
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::PathBuf;
 use std::sync::Arc;
 
 #[derive(Args, Debug)]

@@ -2,7 +2,6 @@
 
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
-use lorag_embed::{BertEmbedder, EmbedOptions};
 use lorag_kb::{IngestOptions, SearchOptions, Store};
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;

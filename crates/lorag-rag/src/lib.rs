@@ -293,10 +293,8 @@ pub fn ask(
         on_text(t)
     };
     let mut cited_stream = stream::CitedStream::new(&mut emit, &mut check);
-    let g = session.stream(&rendered, &params, &mut |t| {
-        cited_stream.push(t);
-        true
-    })?;
+    // The stream asks to stop when the model starts repeating itself.
+    let g = session.stream(&rendered, &params, &mut |t| cited_stream.push(t))?;
     let text = cited_stream.finish();
     if let Some(e) = failure {
         return Err(e);

@@ -6,6 +6,11 @@
 //! checked (`check(body, model_cites)` decides the final citations) and its markers and
 //! punctuation are emitted: "It takes 10 weeks" ... " [1]." Whitespace is collapsed, so that
 //! removing a marker never leaves a double space.
+//!
+//! Small models fall into loops ("The process is usually completed within 2-3 months." again
+//! and again). A sentence that repeats an earlier one word for word is never shown: while the
+//! sentence so far is the start of an earlier one its words are held back; a sentence that turns
+//! out to be a repeat is dropped and the stream asks the generator to stop.
 
 /// What the checker decided for one sentence.
 pub(crate) struct Verdict {
@@ -25,6 +30,12 @@ pub(crate) struct CitedStream<'a> {
     term: Option<char>,
     /// Everything emitted.
     pub out: String,
+    /// Text of the current sentence held back while it repeats the start of an earlier one.
+    held: String,
+    /// Earlier sentences, normalised (lower case, single spaces).
+    earlier: Vec<String>,
+    /// A repeated sentence was found: the generation should stop.
+    pub stopped: bool,
     emit: &'a mut dyn FnMut(&str),
     check: &'a mut dyn FnMut(&str, &[usize]) -> Verdict,
 }
@@ -60,6 +71,9 @@ impl<'a> CitedStream<'a> {
             space: false,
             term: None,
             out: String::new(),
+            held: String::new(),
+            earlier: Vec::new(),
+            stopped: false,
             emit,
             check,
         }
@@ -73,19 +87,38 @@ impl<'a> CitedStream<'a> {
         (self.emit)(s);
     }
 
+    fn norm(s: &str) -> String {
+        s.split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_lowercase()
+    }
+
+    /// Whether the sentence so far is the start of an earlier sentence.
+    fn repeating(&self) -> bool {
+        let b = Self::norm(&self.body);
+        !b.is_empty() && self.earlier.iter().any(|e| e.starts_with(&b))
+    }
+
     fn word(&mut self, s: &str) {
+        let mut piece = String::new();
         if self.space && !self.body.is_empty() {
             self.body.push(' ');
-            self.put(" ");
+            piece.push(' ');
         } else if self.space && self.body.is_empty() && !self.out.is_empty() {
             // Between sentences.
             if !self.out.ends_with('\n') {
-                self.put(" ");
+                piece.push(' ');
             }
         }
         self.space = false;
         self.body.push_str(s);
-        self.put(s);
+        piece.push_str(s);
+        self.held.push_str(&piece);
+        if !self.repeating() {
+            let h = std::mem::take(&mut self.held);
+            self.put(&h);
+        }
     }
 
     /// End the current sentence: check it, emit its citations and its punctuation.
@@ -98,6 +131,17 @@ impl<'a> CitedStream<'a> {
             self.cites.clear();
             return;
         }
+        if !self.held.is_empty() {
+            // Everything of this sentence so far repeats the start of an earlier one; ended
+            // here (or cut off by the end of generation), it is a repeat: drop it and stop.
+            self.held.clear();
+            self.body.clear();
+            self.cites.clear();
+            self.space = false;
+            self.stopped = true;
+            return;
+        }
+        self.earlier.push(Self::norm(&self.body));
         let v = (self.check)(&self.body, &self.cites);
         let marks: String = v.cites.iter().map(|n| format!("[{n}]")).collect();
         if !marks.is_empty() {
@@ -111,14 +155,22 @@ impl<'a> CitedStream<'a> {
         self.space = false;
     }
 
-    /// Add model text; emits what is safe.
-    pub fn push(&mut self, text: &str) {
+    /// Add model text; emits what is safe. Returns false once the generation should stop (the
+    /// model began repeating itself).
+    pub fn push(&mut self, text: &str) -> bool {
+        if self.stopped {
+            return false;
+        }
         self.raw.push_str(text);
         self.drain(false);
+        !self.stopped
     }
 
     /// The generation ended: emit the rest.
     pub fn finish(mut self) -> String {
+        if self.stopped {
+            return self.out;
+        }
         self.drain(true);
         if !self.raw.is_empty() {
             let rest = std::mem::take(&mut self.raw);
@@ -130,6 +182,10 @@ impl<'a> CitedStream<'a> {
 
     fn drain(&mut self, end: bool) {
         loop {
+            if self.stopped {
+                self.raw.clear();
+                return;
+            }
             let Some(c) = self.raw.chars().next() else {
                 return;
             };
@@ -273,6 +329,33 @@ mod tests {
         assert_eq!(seen[0].1, vec![2]);
         let (out, _, _) = run(&["a [1] b [2]"], None);
         assert_eq!(out, "a b [1][2]");
+    }
+
+    #[test]
+    fn a_repeated_sentence_is_never_shown_and_stops_the_stream() {
+        let mut streamed = String::new();
+        let mut emit = |s: &str| streamed.push_str(s);
+        let mut check = |_: &str, c: &[usize]| Verdict { cites: c.to_vec() };
+        let mut st = CitedStream::new(&mut emit, &mut check);
+        let mut go = true;
+        for p in [
+            "It takes 2-3 months [1]. It takes 4",
+            "-6 weeks [2]. It takes 2-3 months [1].",
+            " It takes 2-3 months [1].",
+        ] {
+            go = st.push(p);
+            if !go {
+                break;
+            }
+        }
+        assert!(!go, "the repeat stops the generation");
+        let out = st.finish();
+        assert_eq!(out, "It takes 2-3 months [1]. It takes 4-6 weeks [2].");
+        assert_eq!(streamed, out);
+        // A sentence that only starts like an earlier one is shown whole once it differs.
+        let (out, streamed, _) = run(&["No. No", " way."], None);
+        assert_eq!(out, "No. No way.");
+        assert_eq!(streamed, out);
     }
 
     #[test]

@@ -46,7 +46,7 @@ RES="$OUT/results.jsonl"
 : > "$RES"
 for run in $(seq "$RUNS"); do
   P1=$(free_port); P2=$(free_port)
-  "$LORAG" serve --port "$P1" --model "$MODEL" --parallel "$PARALLEL" --threads "$THREADS" --ctx "$CTX" 2>"$OUT/lorag.log" &
+  "$LORAG" serve --port "$P1" --model smollm2-135m-instruct --parallel "$PARALLEL" --threads "$THREADS" --ctx "$CTX" 2>"$OUT/lorag.log" &
   L=$!
   "$SERVER" -m "$MODEL" --port "$P2" -np "$PARALLEL" -t "$THREADS" -tb "$THREADS" -c $((CTX * PARALLEL)) --no-webui >"$OUT/llama.log" 2>&1 &
   S=$!

@@ -63,7 +63,9 @@ async def main():
     a = ap.parse_args()
     out = []
     queue = list(range(a.requests))
-    async with httpx.AsyncClient(timeout=600) as client:
+    # A new connection per request: llama-server closes a connection after a streamed reply.
+    limits = httpx.Limits(max_keepalive_connections=0)
+    async with httpx.AsyncClient(timeout=600, limits=limits) as client:
         # Warm-up (not measured).
         await one(client, a.url, a.model, 999, 8, [])
 

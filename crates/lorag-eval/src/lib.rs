@@ -59,9 +59,11 @@
 pub mod metrics;
 pub mod qa;
 mod rng;
+pub mod split;
 pub mod stats;
 
 pub use qa::{read_qa, QaItem};
+pub use split::{find_leaks, read_split, split, write_split, Split, SplitOptions};
 
 pub use stats::{Estimate, StatsOptions};
 

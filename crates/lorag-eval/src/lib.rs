@@ -58,11 +58,15 @@
 
 pub mod metrics;
 pub mod qa;
+pub mod recommend;
+pub mod results;
 mod rng;
 pub mod split;
 pub mod stats;
 
 pub use qa::{read_qa, QaItem};
+pub use recommend::recommend;
+pub use results::{Answer, Cost, QuestionRow, Recommendation, Results, RouteSpec, SCHEMA};
 pub use split::{find_leaks, read_split, split, write_split, Split, SplitOptions};
 
 pub use stats::{Estimate, StatsOptions};

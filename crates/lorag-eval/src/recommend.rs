@@ -1,0 +1,359 @@
+//! The recommendation: one paragraph, computed from the measurements only.
+//!
+//! The rules, in order:
+//! 1. Quality: routes are ranked by mean F1. When the best route's lead over every other route is
+//!    significant (paired bootstrap, 95% interval excluding 0), it is recommended.
+//! 2. Otherwise the routes whose difference from the best is not significant are tied on quality,
+//!    and among them the recommendation prefers a traceable route (a RAG route that cites its
+//!    sources: highest `cited_share`), then the cheaper update (lower `update_seconds`; a route
+//!    with no update cost, like `base`, counts as free), then the higher F1.
+//! 3. The paragraph then says which routes are traceable, what an update costs per route, the
+//!    recommended RAG route's refusals when measured, and how the learning curve trends.
+
+use crate::results::{Recommendation, Results};
+
+/// Learning-curve change (F1, 0–1 scale) below which a curve is called flat.
+pub const FLAT_CURVE: f64 = 0.02;
+
+fn pct(x: f64) -> String {
+    format!("{:.1}", 100.0 * x)
+}
+
+fn signed(x: f64) -> String {
+    format!("{:+.1}", 100.0 * x)
+}
+
+/// Human duration: seconds below two minutes, minutes below two hours, else hours.
+pub fn duration(seconds: f64) -> String {
+    if seconds < 120.0 {
+        format!("{seconds:.1} s")
+    } else if seconds < 7200.0 {
+        format!("{:.1} min", seconds / 60.0)
+    } else {
+        format!("{:.1} h", seconds / 3600.0)
+    }
+}
+
+fn join(names: &[String]) -> String {
+    match names {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
+}
+
+/// The recommendation for `r` (its routes, pairs and learning curve must be computed).
+pub fn recommend(r: &Results) -> Recommendation {
+    let f1 = |name: &str| r.metric(name, "f1");
+    let mut ranked: Vec<&String> = r.routes.keys().filter(|n| f1(n).is_some()).collect();
+    ranked.sort_by(|a, b| f1(b).unwrap().value.total_cmp(&f1(a).unwrap().value));
+    let Some(&best) = ranked.first() else {
+        return Recommendation {
+            route: String::new(),
+            text: "No route was measured, so there is nothing to recommend.".into(),
+        };
+    };
+    let cited = |name: &str| r.metric(name, "cited_share").map_or(0.0, |e| e.value);
+    let traceable = |name: &str| r.routes[name].rag && cited(name) > 0.0;
+    let update = |name: &str| r.routes[name].cost.update_seconds.unwrap_or(0.0);
+    let e = f1(best).unwrap();
+    let n = r.routes[best].n;
+    let mut text = format!(
+        "On {n} held-out questions, {best} has the highest F1 ({}, 95% CI {}–{})",
+        pct(e.value),
+        pct(e.low),
+        pct(e.high)
+    );
+    let tied: Vec<&String> = ranked[1..]
+        .iter()
+        .copied()
+        .filter(|o| r.pair(best, o).is_none_or(|p| !p.significant))
+        .collect();
+    let chosen: String = if ranked.len() == 1 {
+        text.push_str(", the only route measured.");
+        best.clone()
+    } else if tied.is_empty() {
+        let second = ranked[1];
+        let p = r.pair(best, second).expect("not tied: the pair exists");
+        text.push_str(&format!(
+            ", and its lead is significant: {} F1 over the runner-up {second} (95% CI {} to {}).",
+            signed(p.diff),
+            signed(p.low),
+            signed(p.high)
+        ));
+        best.clone()
+    } else {
+        let p = r.pair(best, tied[0]);
+        let detail = p.map_or(String::new(), |p| {
+            format!(
+                " ({} F1, 95% CI {} to {})",
+                signed(p.diff),
+                signed(p.low),
+                signed(p.high)
+            )
+        });
+        let tied_names: Vec<String> = tied.iter().map(|s| s.to_string()).collect();
+        text.push_str(&format!(
+            ", but its lead over {}{detail} is not significant, so these routes are tied on quality.",
+            join(&tied_names)
+        ));
+        let mut candidates: Vec<&String> =
+            std::iter::once(best).chain(tied.iter().copied()).collect();
+        candidates.sort_by(|a, b| {
+            traceable(b)
+                .cmp(&traceable(a))
+                .then(cited(b).total_cmp(&cited(a)))
+                .then(update(a).total_cmp(&update(b)))
+                .then(f1(b).unwrap().value.total_cmp(&f1(a).unwrap().value))
+        });
+        let pick = candidates[0];
+        let why = if traceable(pick) && candidates[1..].iter().any(|c| !traceable(c)) {
+            "it cites its sources"
+        } else if update(pick)
+            < candidates[1..]
+                .iter()
+                .map(|c| update(c))
+                .fold(f64::INFINITY, f64::min)
+        {
+            "it is cheaper to keep up to date"
+        } else if pick == best {
+            "it scores highest"
+        } else {
+            "it cites its sources most often"
+        };
+        text.push_str(&format!(" Among them {pick} is recommended because {why}."));
+        pick.clone()
+    };
+
+    // Traceability.
+    let (trace, blind): (Vec<String>, Vec<String>) =
+        r.routes.keys().cloned().partition(|n| traceable(n));
+    if !trace.is_empty() {
+        let parts: Vec<String> = trace
+            .iter()
+            .map(|n| {
+                let gold = r.metric(n, "gold_cited").map_or(String::new(), |g| {
+                    format!(", the gold source in {}%", pct(g.value))
+                });
+                format!(
+                    "{n} cites a source in {}% of its answers{gold}",
+                    pct(cited(n))
+                )
+            })
+            .collect();
+        text.push_str(&format!(" Traceability: {}", parts.join("; ")));
+        if blind.is_empty() {
+            text.push('.');
+        } else {
+            text.push_str(&format!(
+                "; {} answers cannot be traced to a document.",
+                join(&blind)
+            ));
+        }
+    }
+
+    // Cost of an update.
+    let costs: Vec<String> = r
+        .routes
+        .iter()
+        .filter_map(|(n, rr)| {
+            let s = rr.cost.update_seconds?;
+            let how = if rr.cost.train_minutes.is_some() {
+                "re-training"
+            } else {
+                "re-indexing"
+            };
+            Some(format!("{} of {how} for {n}", duration(s)))
+        })
+        .collect();
+    if !costs.is_empty() {
+        text.push_str(&format!(
+            " Taking a changed document into account costs {}.",
+            join(&costs)
+        ));
+    }
+
+    // Refusals of the chosen route.
+    if let (Some(c), Some(f)) = (
+        r.metric(&chosen, "correct_refusal"),
+        r.metric(&chosen, "false_refusal"),
+    ) {
+        text.push_str(&format!(
+            " {chosen} refuses {}% of the questions whose sources are not in the KB and {}% of the answerable ones.",
+            pct(c.value),
+            pct(f.value)
+        ));
+    }
+
+    // Learning curves.
+    let mut curve_routes: Vec<&String> = r.learning_curve.iter().map(|p| &p.route).collect();
+    curve_routes.dedup();
+    curve_routes.sort();
+    curve_routes.dedup();
+    for route in curve_routes {
+        let mut pts: Vec<(f64, f64)> = r
+            .learning_curve
+            .iter()
+            .filter(|p| &p.route == route)
+            .map(|p| (p.fraction, p.f1))
+            .collect();
+        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let (Some(first), Some(last)) = (pts.first(), pts.last()) else {
+            continue;
+        };
+        if pts.len() < 2 {
+            continue;
+        }
+        let d = last.1 - first.1;
+        let trend = if d > FLAT_CURVE {
+            "grows with training data, so more Q&A should help it"
+        } else if d < -FLAT_CURVE {
+            "falls as training data grows"
+        } else {
+            "is flat across training-data sizes, so more Q&A of this kind is unlikely to help it"
+        };
+        text.push_str(&format!(
+            " {route}'s F1 {trend} ({} at {:.0}% of the train split, {} at {:.0}%).",
+            pct(first.1),
+            100.0 * first.0,
+            pct(last.1),
+            100.0 * last.0
+        ));
+    }
+    Recommendation {
+        route: chosen,
+        text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::results::{synthetic, CurvePoint};
+
+    fn wave(n: usize, base: f64) -> Vec<f64> {
+        (0..n)
+            .map(|i| (base + 0.1 * ((i % 3) as f64 - 1.0)).clamp(0.0, 1.0))
+            .collect()
+    }
+
+    #[test]
+    fn clear_winner_is_named_with_its_significant_lead() {
+        let r = synthetic(&[
+            ("base", false, wave(30, 0.2)),
+            ("ft", false, wave(30, 0.35)),
+            ("rag", true, wave(30, 0.8)),
+            ("rag+ft", true, wave(30, 0.6)),
+        ]);
+        let rec = &r.recommendation;
+        assert_eq!(rec.route, "rag");
+        assert!(
+            rec.text
+                .starts_with("On 30 held-out questions, rag has the highest F1 (80.0, 95% CI "),
+            "{}",
+            rec.text
+        );
+        assert!(
+            rec.text
+                .contains("its lead is significant: +20.0 F1 over the runner-up rag+ft"),
+            "{}",
+            rec.text
+        );
+        assert!(
+            rec.text
+                .contains("rag cites a source in 100.0% of its answers, the gold source in 100.0%"),
+            "{}",
+            rec.text
+        );
+        assert!(
+            rec.text
+                .contains("base and ft answers cannot be traced to a document"),
+            "{}",
+            rec.text
+        );
+        assert!(
+            rec.text.contains("0.8 s of re-indexing for rag"),
+            "{}",
+            rec.text
+        );
+        assert!(
+            rec.text.contains("12.0 min of re-training for ft"),
+            "{}",
+            rec.text
+        );
+    }
+
+    #[test]
+    fn a_tie_is_not_significant_and_prefers_the_traceable_cheaper_route() {
+        // ft is a hair ahead of rag, but the difference is noise.
+        let ft: Vec<f64> = (0..30)
+            .map(|i| if i % 2 == 0 { 0.9 } else { 0.3 })
+            .collect();
+        let rag: Vec<f64> = (0..30)
+            .map(|i| if i % 2 == 0 { 0.3 } else { 0.85 })
+            .collect();
+        let r = synthetic(&[("ft", false, ft), ("rag", true, rag)]);
+        let rec = &r.recommendation;
+        assert_eq!(rec.route, "rag", "{}", rec.text);
+        assert!(rec.text.contains("ft has the highest F1"), "{}", rec.text);
+        assert!(
+            rec.text.contains("its lead over rag (+2.5 F1, 95% CI "),
+            "{}",
+            rec.text
+        );
+        assert!(rec.text.contains("is not significant"), "{}", rec.text);
+        assert!(
+            rec.text
+                .contains("Among them rag is recommended because it cites its sources."),
+            "{}",
+            rec.text
+        );
+    }
+
+    #[test]
+    fn learning_curve_trend_and_degenerate_cases() {
+        let mut r = synthetic(&[("base", false, wave(12, 0.5)), ("ft", false, wave(12, 0.5))]);
+        r.learning_curve = vec![
+            CurvePoint {
+                route: "ft".into(),
+                fraction: 1.0,
+                f1: 0.40,
+            },
+            CurvePoint {
+                route: "ft".into(),
+                fraction: 0.25,
+                f1: 0.20,
+            },
+            CurvePoint {
+                route: "ft".into(),
+                fraction: 0.5,
+                f1: 0.31,
+            },
+        ];
+        let rec = super::recommend(&r);
+        // Tied, neither traceable: base is free to update, ft costs a re-training.
+        assert_eq!(rec.route, "base", "{}", rec.text);
+        assert!(
+            rec.text
+                .contains("because it is cheaper to keep up to date"),
+            "{}",
+            rec.text
+        );
+        assert!(rec.text.contains("ft's F1 grows with training data, so more Q&A should help it (20.0 at 25% of the train split, 40.0 at 100%)."), "{}", rec.text);
+        r.learning_curve[0].f1 = 0.21;
+        assert!(super::recommend(&r).text.contains("ft's F1 is flat"));
+
+        let one = synthetic(&[("rag", true, wave(5, 0.5))]);
+        assert_eq!(one.recommendation.route, "rag");
+        assert!(one.recommendation.text.contains("the only route measured"));
+        let mut none = one.clone();
+        none.routes.clear();
+        assert_eq!(super::recommend(&none).route, "");
+    }
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(super::duration(0.84), "0.8 s");
+        assert_eq!(super::duration(720.0), "12.0 min");
+        assert_eq!(super::duration(9000.0), "2.5 h");
+    }
+}

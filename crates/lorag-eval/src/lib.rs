@@ -56,6 +56,7 @@
 //! [0, 1]; `low`/`high` is the 95% percentile bootstrap interval of the mean over questions.
 //! `docs/eval-results.md` describes the same schema for readers of the file.
 
+pub mod cache;
 pub mod metrics;
 pub mod qa;
 pub mod recommend;
@@ -64,6 +65,7 @@ mod rng;
 pub mod split;
 pub mod stats;
 
+pub use cache::{Cache, CacheKey, KeyParts};
 pub use qa::{read_qa, QaItem};
 pub use recommend::recommend;
 pub use results::{Answer, Cost, QuestionRow, Recommendation, Results, RouteSpec, SCHEMA};

@@ -58,6 +58,7 @@
 
 pub mod cache;
 pub mod metrics;
+pub mod plots;
 pub mod qa;
 pub mod recommend;
 pub mod results;

@@ -61,6 +61,7 @@ pub mod metrics;
 pub mod plots;
 pub mod qa;
 pub mod recommend;
+pub mod report;
 pub mod results;
 mod rng;
 pub mod split;
@@ -69,6 +70,7 @@ pub mod stats;
 pub use cache::{Cache, CacheKey, KeyParts};
 pub use qa::{read_qa, QaItem};
 pub use recommend::recommend;
+pub use report::write_report;
 pub use results::{Answer, Cost, QuestionRow, Recommendation, Results, RouteSpec, SCHEMA};
 pub use split::{find_leaks, read_split, split, write_split, Split, SplitOptions};
 

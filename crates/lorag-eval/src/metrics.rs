@@ -182,6 +182,14 @@ pub fn any_source_matches(gold: &[String], found: &[String]) -> bool {
         .any(|g| found.iter().any(|f| source_matches(g, f)))
 }
 
+/// Whether `text` contains `answer` after normalisation, on token boundaries: how a chunk is
+/// found to hold a reference answer when the Q&A names no sources (`bench/rag.py`'s
+/// "contains a gold answer"). An answer that normalises to nothing is never contained.
+pub fn contains_answer(text: &str, answer: &str) -> bool {
+    let (t, a) = (normalize(text), normalize(answer));
+    !a.is_empty() && format!(" {t} ").contains(&format!(" {a} "))
+}
+
 /// Token-set Jaccard similarity of two texts' normalised tokens (1 when both are empty).
 pub fn jaccard(a: &[String], b: &[String]) -> f64 {
     let sa: std::collections::HashSet<&str> = a.iter().map(String::as_str).collect();
@@ -266,6 +274,9 @@ mod tests {
         assert!(source_matches("/kb/docs/fees.md", "docs/fees.md"));
         assert!(!source_matches("fees.md", "/kb/docs/otherfees.md"));
         assert!(!source_matches("", "x"));
+        assert!(contains_answer("The fee is 10 EUR per year.", "10 eur"));
+        assert!(!contains_answer("The fee is 110 EUR.", "10 EUR"));
+        assert!(!contains_answer("anything", "the"));
         assert!(any_source_matches(
             &["a.md".into(), "b.md".into()],
             &["x/b.md".into()]

@@ -350,6 +350,77 @@ impl NearDup {
     }
 }
 
+/// The first `round(fraction · n)` questions of `train` in a seeded order: nested subsets (the
+/// 25% set is inside the 50% set) for the learning curve. At least one question when
+/// `fraction > 0`; all of them when `fraction >= 1`.
+pub fn subset(train: &[QaItem], fraction: f64, seed: u64) -> Vec<QaItem> {
+    let n = if fraction >= 1.0 {
+        train.len()
+    } else if fraction <= 0.0 {
+        0
+    } else {
+        ((train.len() as f64 * fraction).round() as usize).clamp(1, train.len())
+    };
+    let mut order: Vec<(&QaItem, [u8; 32])> = train
+        .iter()
+        .map(|it| (it, order_key(seed ^ 0x5B5E_7C0F, it)))
+        .collect();
+    order.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.id.cmp(&b.0.id)));
+    order
+        .into_iter()
+        .take(n)
+        .map(|(it, _)| it.clone())
+        .collect()
+}
+
+/// The slice for measuring refusals: questions asked against a KB without their sources.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeldOut {
+    pub questions: Vec<QaItem>,
+    /// Sources to leave out of the KB the held-out questions are asked against.
+    pub sources: Vec<String>,
+}
+
+/// Up to `count` test questions (a seeded choice among those that name sources) whose sources
+/// are to be left out of a second KB, and those sources. A question is chosen only when none of
+/// its sources is a gold source of another test question that stays answerable, so leaving the
+/// sources out takes no answer away from the others.
+pub fn held_out_slice(test: &[QaItem], count: usize, seed: u64) -> HeldOut {
+    let mut order: Vec<(usize, [u8; 32])> = test
+        .iter()
+        .enumerate()
+        .filter(|(_, it)| !it.sources.is_empty())
+        .map(|(i, it)| (i, order_key(seed ^ 0x4E1D_u64, it)))
+        .collect();
+    order.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| test[a.0].id.cmp(&test[b.0].id)));
+    let mut chosen: Vec<usize> = Vec::new();
+    let mut sources: Vec<String> = Vec::new();
+    for (i, _) in order {
+        if chosen.len() == count {
+            break;
+        }
+        let mine = &test[i].sources;
+        let shared = test.iter().enumerate().any(|(j, other)| {
+            j != i
+                && !chosen.contains(&j)
+                && other
+                    .sources
+                    .iter()
+                    .any(|s| mine.iter().any(|m| crate::metrics::source_matches(m, s)))
+        });
+        if !shared {
+            chosen.push(i);
+            sources.extend(mine.iter().cloned());
+        }
+    }
+    sources.sort();
+    sources.dedup();
+    HeldOut {
+        questions: chosen.into_iter().map(|i| test[i].clone()).collect(),
+        sources,
+    }
+}
+
 /// Write `DIR/train.jsonl` and `DIR/test.jsonl` in the `{"id","question","answer","sources"}`
 /// shape.
 pub fn write_split(dir: &Path, split: &Split) -> Result<()> {
@@ -510,6 +581,45 @@ mod tests {
             find_leaks(&test[1..], &train, 0.5)[0].reason,
             "token Jaccard 0.50"
         );
+    }
+
+    #[test]
+    fn subsets_are_nested_and_sized() {
+        let train = distinct(40);
+        let q = subset(&train, 0.25, 1);
+        let h = subset(&train, 0.5, 1);
+        assert_eq!(
+            (q.len(), h.len(), subset(&train, 1.0, 1).len()),
+            (10, 20, 40)
+        );
+        assert!(q.iter().all(|x| h.contains(x)));
+        assert_eq!(subset(&train[..3], 0.01, 1).len(), 1);
+        assert!(subset(&train, 0.0, 1).is_empty());
+        let mut rev = train.clone();
+        rev.reverse();
+        assert_eq!(subset(&rev, 0.25, 1), q);
+    }
+
+    #[test]
+    fn held_out_slice_never_takes_another_questions_source() {
+        let mut test = distinct(8);
+        for (i, it) in test.iter_mut().enumerate() {
+            it.sources = vec![format!("doc{}.md", i / 2)]; // pairs share a document
+        }
+        test[6].sources = vec!["solo6.md".into()];
+        test[7].sources = vec!["kb/solo7.md".into()];
+        test.push(item(50, "Which document says nothing?")); // no sources: never chosen
+        let h = held_out_slice(&test, 3, 42);
+        let mut ids: Vec<&str> = h.questions.iter().map(|q| q.id.as_str()).collect();
+        ids.sort();
+        assert_eq!(
+            ids,
+            ["q6", "q7"],
+            "only questions with a source of their own"
+        );
+        assert_eq!(h.sources, ["kb/solo7.md", "solo6.md"]);
+        assert_eq!(held_out_slice(&test, 1, 42).questions.len(), 1);
+        assert_eq!(held_out_slice(&test, 1, 42), held_out_slice(&test, 1, 42));
     }
 
     #[test]

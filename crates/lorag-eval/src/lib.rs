@@ -56,6 +56,7 @@
 //! [0, 1]; `low`/`high` is the 95% percentile bootstrap interval of the mean over questions.
 //! `docs/eval-results.md` describes the same schema for readers of the file.
 
+pub mod budget;
 pub mod cache;
 pub mod metrics;
 pub mod plots;

@@ -7,14 +7,34 @@
 //!
 //! - [`qa`]: read the company's Q&A (JSONL in any shape `lorag tune` reads, or
 //!   `{"question","answer","sources"?}`, or CSV) into [`QaItem`]s; a bad line is `FILE:LINE: reason`.
-//! - [`split`]: the seeded, leak-checked train/test split, written as `train.jsonl`/`test.jsonl`.
-//! - [`metrics`]: token F1, exact match, ROUGE-L (SQuAD normalisation), cosine, source matching.
+//! - [`split`](mod@split): the seeded, leak-checked train/test split, written as `train.jsonl`/`test.jsonl`;
+//!   nested subsets for the learning curve; the held-out slice for refusals.
+//! - [`metrics`]: token F1, exact match, ROUGE-L (SQuAD normalisation), cosine, source matching,
+//!   answer cleaning (citation markers, refusal sentence).
 //! - [`stats`]: bootstrap intervals, the paired bootstrap between two routes, percentiles.
 //! - [`results`]: the `results.json` schema (`lorag-eval/1`) and the summary of per-question rows
 //!   into per-route metrics, latency, pairs and the recommendation.
-//! - [`recommend`]: the one-paragraph recommendation, a pure function of the results.
+//! - [`recommend`](mod@recommend): the one-paragraph recommendation, a pure function of the results.
 //! - [`report`] and [`plots`]: `report.md`, `report.html` (self-contained) and `plots/*.svg`.
 //! - [`cache`]: route answers cached under `DIR/cache/<sha256>.json`, keyed by content.
+//! - [`budget`]: training steps fitted to `--budget` from a measured speed.
+//!
+//! # Flow (the orchestration's side)
+//!
+//! ```text
+//! items  = qa::read_qa(qa_path)?                          // FILE:LINE errors
+//! split  = split::split(&items, &SplitOptions{..})?       // errors before any work
+//! split::write_split(out, &split)?
+//! held   = split::held_out_slice(&split.test, n, seed)    // KB without held.sources
+//! plan   = budget::plan(budget, s_per_step, n_adapters, steps, &[0.25, 0.5], min)?
+//! // train ft on split.train (and split::subset(&split.train, f, seed) for the curve);
+//! // check split::find_leaks(&split.test, &training_items, 0.8).is_empty()
+//! results = Results::new(model, kb, options); results.split = SplitSummary::of(&split, &opts);
+//! for each route: key = KeyParts{..}.key(); rows = cache.get(&key)? or answer + cache.put(&key, &rows)?
+//!     row = QuestionRow::new(&item, held_out); row.answers.insert(route, Answer::scored(&row, text, REFUSAL) + cited, retrieved, …)
+//! results.loss_curves / learning_curve = …; results.compute(&[RouteSpec{..}], &StatsOptions::default());
+//! report::write_report(out, &results)?                    // results.json, report.md/.html, plots/
+//! ```
 //!
 //! # `results.json` (schema `lorag-eval/1`)
 //!
@@ -25,7 +45,8 @@
 //!   "kb": "kb/" | null,
 //!   "options": { … },                                 // the options of the run, as given
 //!   "split": { "train": 80, "test": 20, "seed": 42, "test_fraction": 0.2,
-//!              "leaks_removed": 1, "leak_examples": [ {"test","train","reason"} ] },
+//!              "leaks_removed": 1,
+//!              "leak_examples": [ {"test_id","test","train_id","train","reason"} ] },
 //!   "routes": {
 //!     "rag": {
 //!       "rag": true,
@@ -35,11 +56,12 @@
 //!       "cost": { "train_minutes": null, "adapter_bytes": null, "update_seconds": 0.8 }
 //!     }, …
 //!   },
-//!   "pairs": [ {"a","b","metric":"f1","diff","low","high","p_value","significant"} ],
+//!   "pairs": [ {"a","b","metric":"f1","n","diff","low","high","p_value","significant"} ],
 //!   "learning_curve": [ {"route":"ft","fraction":0.25,"f1":0.31}, … ],
 //!   "loss_curves": { "ft": [[step, loss], …] },
 //!   "recommendation": { "route": "rag", "text": "…" },
-//!   "questions": [ { "id", "question", "reference", "sources": [..], "held_out": false,
+//!   "questions": [ { "id", "question", "reference", "alternatives"?: [..], "sources": [..],
+//!                    "held_out": false,
 //!                    "answers": { "rag": { "text", "f1", "rouge_l", "exact_match",
 //!                                          "similarity"?, "cited": [..], "retrieved": [..],
 //!                                          "supported_share"?, "refused", "ttft_ms",
@@ -74,7 +96,6 @@ pub use recommend::recommend;
 pub use report::write_report;
 pub use results::{Answer, Cost, QuestionRow, Recommendation, Results, RouteSpec, SCHEMA};
 pub use split::{find_leaks, read_split, split, write_split, Split, SplitOptions};
-
 pub use stats::{Estimate, StatsOptions};
 
 use std::path::{Path, PathBuf};

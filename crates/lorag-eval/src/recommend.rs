@@ -5,8 +5,9 @@
 //!    significant (paired bootstrap, 95% interval excluding 0), it is recommended.
 //! 2. Otherwise the routes whose difference from the best is not significant are tied on quality,
 //!    and among them the recommendation prefers a traceable route (a RAG route that cites its
-//!    sources: highest `cited_share`), then the cheaper update (lower `update_seconds`; a route
-//!    with no update cost, like `base`, counts as free), then the higher F1.
+//!    sources), then the cheaper update (lower `update_seconds`; a route with no update cost,
+//!    like `base`, counts as free), then less training (`train_minutes`), then the higher
+//!    `cited_share`, then the higher F1.
 //! 3. The paragraph then says which routes are traceable, what an update costs per route, the
 //!    recommended RAG route's refusals when measured, and how the learning curve trends.
 
@@ -56,6 +57,7 @@ pub fn recommend(r: &Results) -> Recommendation {
     let cited = |name: &str| r.metric(name, "cited_share").map_or(0.0, |e| e.value);
     let traceable = |name: &str| r.routes[name].rag && cited(name) > 0.0;
     let update = |name: &str| r.routes[name].cost.update_seconds.unwrap_or(0.0);
+    let train = |name: &str| r.routes[name].cost.train_minutes.unwrap_or(0.0);
     let e = f1(best).unwrap();
     let n = r.routes[best].n;
     let mut text = format!(
@@ -102,24 +104,31 @@ pub fn recommend(r: &Results) -> Recommendation {
         candidates.sort_by(|a, b| {
             traceable(b)
                 .cmp(&traceable(a))
-                .then(cited(b).total_cmp(&cited(a)))
                 .then(update(a).total_cmp(&update(b)))
+                .then(train(a).total_cmp(&train(b)))
+                .then(cited(b).total_cmp(&cited(a)))
                 .then(f1(b).unwrap().value.total_cmp(&f1(a).unwrap().value))
         });
         let pick = candidates[0];
-        let why = if traceable(pick) && candidates[1..].iter().any(|c| !traceable(c)) {
+        let others = &candidates[1..];
+        let min_of =
+            |f: &dyn Fn(&str) -> f64| others.iter().map(|c| f(c)).fold(f64::INFINITY, f64::min);
+        let why = if traceable(pick) && others.iter().any(|c| !traceable(c)) {
             "it cites its sources"
-        } else if update(pick)
-            < candidates[1..]
-                .iter()
-                .map(|c| update(c))
-                .fold(f64::INFINITY, f64::min)
-        {
+        } else if update(pick) < min_of(&update) {
             "it is cheaper to keep up to date"
+        } else if train(pick) < min_of(&train) {
+            if train(pick) == 0.0 {
+                "it needs no training"
+            } else {
+                "it needs less training"
+            }
+        } else if others.iter().all(|c| cited(pick) > cited(c)) {
+            "it cites its sources most often"
         } else if pick == best {
             "it scores highest"
         } else {
-            "it cites its sources most often"
+            "it does as well at no greater cost"
         };
         text.push_str(&format!(" Among them {pick} is recommended because {why}."));
         pick.clone()
@@ -304,6 +313,32 @@ mod tests {
         assert!(
             rec.text
                 .contains("Among them rag is recommended because it cites its sources."),
+            "{}",
+            rec.text
+        );
+    }
+
+    #[test]
+    fn a_tie_between_rag_routes_prefers_the_one_without_training() {
+        let rag: Vec<f64> = (0..30)
+            .map(|i| if i % 2 == 0 { 0.6 } else { 0.8 })
+            .collect();
+        let rag_ft: Vec<f64> = (0..30)
+            .map(|i| if i % 2 == 0 { 0.9 } else { 0.55 })
+            .collect();
+        let mut r = synthetic(&[("rag", true, rag), ("rag+ft", true, rag_ft)]);
+        r.routes.get_mut("rag+ft").unwrap().cost.train_minutes = Some(12.0);
+        r.routes.get_mut("rag+ft").unwrap().cost.update_seconds = Some(0.8);
+        let rec = super::recommend(&r);
+        assert!(
+            rec.text.contains("rag+ft has the highest F1"),
+            "{}",
+            rec.text
+        );
+        assert_eq!(rec.route, "rag", "{}", rec.text);
+        assert!(
+            rec.text
+                .contains("Among them rag is recommended because it needs no training."),
             "{}",
             rec.text
         );

@@ -81,6 +81,7 @@ pub fn read_jsonl(path: &Path) -> Result<Vec<QaItem>> {
     let text = std::fs::read_to_string(path).map_err(io_err(path))?;
     let mut out = Vec::new();
     let mut ids = HashSet::new();
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     for (i, line) in text.lines().enumerate() {
         let n = i + 1;
         if line.trim().is_empty() {
@@ -222,11 +223,26 @@ pub fn parse_item(v: &Value, line: usize) -> std::result::Result<QaItem, String>
 
 /// Read a CSV (or TSV) Q&A file with a header row.
 pub fn read_csv(path: &Path, delimiter: u8) -> Result<Vec<QaItem>> {
-    let file = std::fs::File::open(path).map_err(io_err(path))?;
+    let bytes = std::fs::read(path).map_err(io_err(path))?;
+    // csv's own line numbers are off by one after CRLF line ends: count from the byte offset.
+    let newlines: Vec<usize> = bytes
+        .iter()
+        .enumerate()
+        .filter(|(_, &b)| b == b'\n')
+        .map(|(i, _)| i)
+        .collect();
+    let line_at = |pos: Option<&csv::Position>| {
+        let Some(p) = pos else { return 0 };
+        let mut at = p.byte() as usize;
+        while at < bytes.len() && matches!(bytes[at], b'\r' | b'\n') {
+            at += 1;
+        }
+        1 + newlines.partition_point(|&n| n < at)
+    };
     let mut rd = csv::ReaderBuilder::new()
         .delimiter(delimiter)
         .flexible(false)
-        .from_reader(std::io::BufReader::new(file));
+        .from_reader(bytes.as_slice());
     let header = rd
         .headers()
         .map_err(|e| bad(path, 1, format!("cannot read the header: {e}")))?
@@ -257,11 +273,9 @@ pub fn read_csv(path: &Path, delimiter: u8) -> Result<Vec<QaItem>> {
     let mut out = Vec::new();
     let mut ids = HashSet::new();
     for rec in rd.records() {
-        let rec = rec.map_err(|e| {
-            let line = e.position().map(|p| p.line() as usize).unwrap_or(0);
-            bad(path, line, format!("bad CSV record: {e}"))
-        })?;
-        let line = rec.position().map(|p| p.line() as usize).unwrap_or(0);
+        let rec =
+            rec.map_err(|e| bad(path, line_at(e.position()), format!("bad CSV record: {e}")))?;
+        let line = line_at(rec.position());
         let field = |i: usize| rec.get(i).unwrap_or("").trim();
         if rec.iter().all(|f| f.trim().is_empty()) {
             continue;
@@ -379,6 +393,12 @@ mod tests {
                 "{text:?} gave {e}"
             );
         }
+        let p = file(
+            &d,
+            "bom.jsonl",
+            "\u{feff}{\"question\":\"q\",\"answer\":\"a\"}\r\n",
+        );
+        assert_eq!(read_qa(&p).unwrap()[0].answer, "a");
         let p = file(&d, "empty.jsonl", "\n\n");
         assert!(read_qa(&p)
             .unwrap_err()
@@ -403,6 +423,14 @@ mod tests {
         assert_eq!(items[1].answer, "Me,\nnobody else");
         assert!(items[1].sources.is_empty());
 
+        let p = file(&d, "bom.csv", "\u{feff}Question,Answer\r\nx,y\r\n");
+        let p2 = file(&d, "crlf.csv", "question,answer\r\nx,y\r\nz,w\r\n");
+        let ids: Vec<String> = read_qa(&p2).unwrap().into_iter().map(|x| x.id).collect();
+        assert_eq!(ids, ["q2", "q3"]);
+        assert_eq!(read_qa(&p).unwrap()[0].id, "q2");
+        let p = file(&d, "qa.tsv", "question\tanswer\tsources\nx, y\tz\ta|b\n");
+        let t = read_qa(&p).unwrap();
+        assert_eq!((t[0].question.as_str(), t[0].sources.len()), ("x, y", 2));
         let p = file(&d, "nocol.csv", "q,a\nx,y\n");
         let e = read_qa(&p).unwrap_err().to_string();
         assert!(

@@ -297,36 +297,64 @@ impl NearDup {
         }
     }
 
-    /// Every near-duplicate pair `(i, j, similarity)`, `i < j`. Pairs whose set sizes differ so
-    /// much that Jaccard cannot reach the threshold (|small| < threshold · |large|) are skipped.
+    /// Every near-duplicate pair `(i, j, similarity)`, `i < j`: equal normalised texts, and
+    /// pairs with the same numbers whose Jaccard reaches the threshold. Candidates come from
+    /// prefix filtering (Bayardo et al., "Scaling up all pairs similarity search"): with each set's
+    /// tokens ordered rarest first, two sets with Jaccard >= t share a token among the first
+    /// `|A| - ceil(t·|A|) + 1` of each; then a length filter (|small| >= t·|large|).
     fn pairs(&self) -> Vec<(usize, usize, f64)> {
-        let mut by_len: Vec<usize> = (0..self.sets.len()).collect();
-        by_len.sort_by_key(|&i| self.sets[i].len());
         let mut out = Vec::new();
-        for (k, &i) in by_len.iter().enumerate() {
-            let li = self.sets[i].len() as f64;
-            for &j in &by_len[k + 1..] {
-                if li < self.threshold * self.sets[j].len() as f64 {
-                    break;
-                }
-                if self.numbers[i] != self.numbers[j] && self.normal[i] != self.normal[j] {
-                    continue;
-                }
-                let s = self.similarity(i, j);
-                if s >= self.threshold {
-                    out.push((i.min(j), i.max(j), s));
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        for (i, t) in self.normal.iter().enumerate() {
+            match seen.get(t.as_str()) {
+                Some(&f) => out.push((f, i, 1.0)),
+                None => {
+                    seen.insert(t, i);
                 }
             }
         }
-        // Equal normalised texts always pair, whatever the threshold.
-        let mut seen: HashMap<&str, usize> = HashMap::new();
-        for (i, t) in self.normal.iter().enumerate() {
-            if let Some(&f) = seen.get(t.as_str()) {
-                if self.threshold > 1.0 {
-                    out.push((f, i, 1.0));
+        if self.threshold > 1.0 {
+            return out;
+        }
+        let t = self.threshold.max(0.0);
+        let mut df: HashMap<u32, usize> = HashMap::new();
+        for set in &self.sets {
+            for &tok in set {
+                *df.entry(tok).or_default() += 1;
+            }
+        }
+        let mut index: HashMap<u32, Vec<usize>> = HashMap::new();
+        let mut cands: Vec<usize> = Vec::new();
+        for i in 0..self.sets.len() {
+            let mut ordered = self.sets[i].clone();
+            ordered.sort_by_key(|tok| (df[tok], *tok));
+            let len = ordered.len();
+            // With t = 0 every pair qualifies: the whole set is the prefix.
+            let need = ((t * len as f64) - 1e-9).ceil().max(1.0) as usize;
+            let prefix = &ordered[..(len + 1).saturating_sub(need).min(len)];
+            cands.clear();
+            for tok in prefix {
+                if let Some(list) = index.get(tok) {
+                    cands.extend(list);
                 }
-            } else {
-                seen.insert(t, i);
+            }
+            cands.sort_unstable();
+            cands.dedup();
+            for &j in &cands {
+                let (li, lj) = (len as f64, self.sets[j].len() as f64);
+                if li.min(lj) < t * li.max(lj) - 1e-9
+                    || self.normal[i] == self.normal[j]
+                    || self.numbers[i] != self.numbers[j]
+                {
+                    continue;
+                }
+                let s = self.similarity(i, j);
+                if s >= t {
+                    out.push((j.min(i), j.max(i), s));
+                }
+            }
+            for &tok in prefix {
+                index.entry(tok).or_default().push(i);
             }
         }
         out
@@ -620,6 +648,69 @@ mod tests {
         assert_eq!(h.sources, ["kb/solo7.md", "solo6.md"]);
         assert_eq!(held_out_slice(&test, 1, 42).questions.len(), 1);
         assert_eq!(held_out_slice(&test, 1, 42), held_out_slice(&test, 1, 42));
+    }
+
+    #[test]
+    fn prefix_filtered_pairs_equal_brute_force() {
+        let words = [
+            "what", "fee", "permit", "zone", "court", "lease", "owner", "days", "12", "13",
+        ];
+        let mut x = 7u64;
+        let items: Vec<QaItem> = (0..400)
+            .map(|i| {
+                let n = 1 + (i % 9);
+                let q: Vec<&str> = (0..n)
+                    .map(|_| {
+                        x = x
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
+                        words[(x >> 33) as usize % words.len()]
+                    })
+                    .collect();
+                item(i, &q.join(" "))
+            })
+            .collect();
+        for t in [0.5, 0.8, 1.0] {
+            let nd = NearDup::new(&items, t);
+            let mut fast: Vec<(usize, usize)> =
+                nd.pairs().into_iter().map(|(a, b, _)| (a, b)).collect();
+            fast.sort();
+            fast.dedup();
+            let mut slow = Vec::new();
+            for i in 0..items.len() {
+                for j in i + 1..items.len() {
+                    // Equal texts pair with their first occurrence (enough for grouping).
+                    let first = nd.normal.iter().position(|x| *x == nd.normal[i]) == Some(i);
+                    let same = nd.normal[i] == nd.normal[j];
+                    if (same && first)
+                        || (!same && nd.numbers[i] == nd.numbers[j] && nd.similarity(i, j) >= t)
+                    {
+                        slow.push((i, j));
+                    }
+                }
+            }
+            assert!(slow.len() > 100, "{t}: {}", slow.len());
+            let missing: Vec<_> = slow.iter().filter(|p| !fast.contains(p)).take(3).collect();
+            let extra: Vec<_> = fast.iter().filter(|p| !slow.contains(p)).take(3).collect();
+            let show = |v: &[&(usize, usize)]| {
+                v.iter()
+                    .map(|(a, b)| {
+                        format!(
+                            "{:?}/{:?} {:.2}",
+                            items[*a].question,
+                            items[*b].question,
+                            nd.similarity(*a, *b)
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            };
+            assert!(
+                missing.is_empty() && extra.is_empty(),
+                "threshold {t}: missing {:?} extra {:?}",
+                show(&missing),
+                show(&extra)
+            );
+        }
     }
 
     #[test]

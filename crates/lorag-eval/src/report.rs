@@ -158,12 +158,17 @@ pub fn markdown(r: &Results, plots: &[Plot]) -> String {
         );
     }
     let _ = writeln!(s, "\n## Recommendation\n");
-    let _ = writeln!(
-        s,
-        "**{}.** {}\n",
-        escape_md(&r.recommendation.route),
-        escape_md(&r.recommendation.text)
-    );
+    let rec = &r.recommendation;
+    if rec.route.is_empty() {
+        let _ = writeln!(s, "{}\n", escape_md(&rec.text));
+    } else {
+        let _ = writeln!(
+            s,
+            "**{}.** {}\n",
+            escape_md(&rec.route),
+            escape_md(&rec.text)
+        );
+    }
 
     let _ = writeln!(
         s,
@@ -348,11 +353,16 @@ pub fn html(r: &Results, plots: &[Plot]) -> String {
         let _ = write!(s, "</ul>");
     }
     let _ = writeln!(s, "</li></ul>");
+    let rec = &r.recommendation;
+    let lead = if rec.route.is_empty() {
+        String::new()
+    } else {
+        format!("<strong>{}.</strong> ", e(&rec.route))
+    };
     let _ = writeln!(
         s,
-        "<h2>Recommendation</h2>\n<p class=\"rec\"><strong>{}.</strong> {}</p>",
-        e(&r.recommendation.route),
-        e(&r.recommendation.text)
+        "<h2>Recommendation</h2>\n<p class=\"rec\">{lead}{}</p>",
+        e(&rec.text)
     );
 
     let _ = writeln!(s, "<h2>Metrics</h2>\n<p>Mean in percent, with its 95% bootstrap interval.</p>\n<table><thead><tr><th>metric</th>");
@@ -617,6 +627,22 @@ mod tests {
             }
             _ => assert_eq!(a, b, "{at}"),
         }
+    }
+
+    #[test]
+    fn an_empty_run_still_reports() {
+        let r = Results::new("m", None, serde_json::json!({}));
+        let mut r2 = r.clone();
+        r2.compute(&[], &crate::StatsOptions::default());
+        let d = tempfile::tempdir().unwrap();
+        let w = write_report(d.path(), &r2).unwrap();
+        assert!(w.plots.is_empty());
+        let html = std::fs::read_to_string(&w.html).unwrap();
+        assert!(
+            html.contains("<p class=\"rec\">No route was measured"),
+            "{html}"
+        );
+        assert!(!html.contains("<strong>.</strong>"));
     }
 
     #[test]

@@ -589,6 +589,37 @@ mod tests {
     }
 
     #[test]
+    fn a_resumed_run_computes_the_same_results() {
+        let r = synthetic(&[
+            ("base", false, vec![0.0, 0.5, 1.0, 0.2]),
+            ("rag", true, vec![1.0, 1.0, 0.5, 0.7]),
+        ]);
+        // The answers come back from the cache (JSON), the figures are computed again.
+        let d = tempfile::tempdir().unwrap();
+        let cache = crate::Cache::new(d.path());
+        let key = crate::cache::CacheKey("k".repeat(64));
+        let rows: Vec<BTreeMap<String, Answer>> =
+            r.questions.iter().map(|q| q.answers.clone()).collect();
+        cache.put(&key, &rows).unwrap();
+        let back: Vec<BTreeMap<String, Answer>> = cache.get(&key).unwrap().unwrap();
+        let mut again = r.clone();
+        for (q, a) in again.questions.iter_mut().zip(back) {
+            q.answers = a;
+        }
+        let specs: Vec<RouteSpec> = r
+            .routes
+            .iter()
+            .map(|(name, rr)| RouteSpec {
+                name: name.clone(),
+                rag: rr.rag,
+                cost: rr.cost,
+            })
+            .collect();
+        again.compute(&specs, &StatsOptions::default());
+        assert_eq!(again, r);
+    }
+
+    #[test]
     fn results_round_trip_and_schema_is_checked() {
         let r = synthetic(&[
             ("base", false, vec![0.0, 0.5, 1.0]),

@@ -61,7 +61,7 @@ pub fn recommend(r: &Results) -> Recommendation {
     let e = f1(best).unwrap();
     let n = r.routes[best].n;
     let mut text = format!(
-        "On {n} held-out questions, {best} has the highest F1 ({}, 95% CI {}–{})",
+        "On {n} test questions, {best} has the highest F1 ({}, 95% CI {}–{})",
         pct(e.value),
         pct(e.low),
         pct(e.high)
@@ -86,9 +86,14 @@ pub fn recommend(r: &Results) -> Recommendation {
         best.clone()
     } else {
         let p = r.pair(best, tied[0]);
+        let over = if tied.len() > 1 {
+            format!("over {}: ", tied[0])
+        } else {
+            String::new()
+        };
         let detail = p.map_or(String::new(), |p| {
             format!(
-                " ({} F1, 95% CI {} to {})",
+                " ({over}{} F1, 95% CI {} to {})",
                 signed(p.diff),
                 signed(p.low),
                 signed(p.high)
@@ -96,7 +101,7 @@ pub fn recommend(r: &Results) -> Recommendation {
         });
         let tied_names: Vec<String> = tied.iter().map(|s| s.to_string()).collect();
         text.push_str(&format!(
-            ", but its lead over {}{detail} is not significant, so these routes are tied on quality.",
+            ", but its lead over {} is not significant{detail}, so these routes are tied on quality.",
             join(&tied_names)
         ));
         let mut candidates: Vec<&String> =
@@ -257,7 +262,7 @@ mod tests {
         assert_eq!(rec.route, "rag");
         assert!(
             rec.text
-                .starts_with("On 30 held-out questions, rag has the highest F1 (80.0, 95% CI "),
+                .starts_with("On 30 test questions, rag has the highest F1 (80.0, 95% CI "),
             "{}",
             rec.text
         );
@@ -305,7 +310,8 @@ mod tests {
         assert_eq!(rec.route, "rag", "{}", rec.text);
         assert!(rec.text.contains("ft has the highest F1"), "{}", rec.text);
         assert!(
-            rec.text.contains("its lead over rag (+2.5 F1, 95% CI "),
+            rec.text
+                .contains("its lead over rag is not significant (+2.5 F1, 95% CI "),
             "{}",
             rec.text
         );

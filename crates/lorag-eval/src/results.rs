@@ -64,6 +64,7 @@ pub struct SplitSummary {
 }
 
 impl SplitSummary {
+    /// The summary of `split`, made with `opts`.
     pub fn of(split: &Split, opts: &SplitOptions) -> Self {
         Self {
             train: split.train.len(),
@@ -158,6 +159,7 @@ pub struct QuestionRow {
 }
 
 impl QuestionRow {
+    /// A row for `item` with no answers yet; `held_out`: asked against a KB without its sources.
     pub fn new(item: &QaItem, held_out: bool) -> Self {
         Self {
             id: item.id.clone(),

@@ -6,6 +6,7 @@ the best-similarity distributions that calibrate the refusal threshold, and late
 Run through bench/rag.sh."""
 import argparse
 import collections
+import hashlib
 import json
 import os
 import random
@@ -67,8 +68,39 @@ def ask_many(lorag, questions, kb=None, k=4, max_tokens=48, model=None, lora=Non
     return res
 
 
+def file_sha(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def fingerprint(lorag, *parts):
+    """A key for cached results: the binary, every model/adapter/data file named in `parts`
+    (hashed by content) and every other option, so that a figure never comes from a stale run."""
+    h = hashlib.sha256(file_sha(lorag).encode())
+    for p in parts:
+        if p and isinstance(p, str) and os.path.isfile(p):
+            h.update(file_sha(p).encode())
+        else:
+            h.update(json.dumps(p, sort_keys=True).encode())
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+def model_file(lorag, model):
+    """The GGUF a --model value names (a path, or a catalogue name resolved by `lorag models list`)."""
+    if model and os.path.isfile(model):
+        return model
+    out = subprocess.run([lorag, "models", "list", "--json"], check=True, capture_output=True, text=True).stdout
+    name = model or "smollm2-135m-instruct"
+    return next(m["path"] for m in json.loads(out)["models"] if m["name"] == name)
+
+
 def cached(path, make):
-    """Results of one phase are kept in `path`, so that an interrupted run resumes where it stopped."""
+    """Results of one phase are kept in `path` (whose folder is named by a fingerprint of what
+    produced them), so that an interrupted run resumes where it stopped."""
     if os.path.exists(path):
         with open(path) as f:
             return json.load(f)
@@ -107,7 +139,7 @@ def main():
     ap.add_argument("--unanswerable", type=int, default=100)
     ap.add_argument("--model", help="model path or catalogue name (default: lorag's, SmolLM2)")
     ap.add_argument("--lora", help="a GGUF LoRA adapter for every phase (RAG, no RAG, left out), e.g. from bench/rag_tune.py")
-    ap.add_argument("--results", help="folder for the answers of each phase (default: OUT/results-<model>-<n>-<u>); "
+    ap.add_argument("--results", help="folder for the answers of each phase (default: OUT/results-<fingerprint of binary, model, adapter, questions, options>); "
                     "phases already there are reused, delete it to measure again")
     a = ap.parse_args()
 
@@ -130,9 +162,10 @@ def main():
     ensure_kb(a.lorag, paras, os.path.join(a.out, "docs_full"), full_kb)
     ensure_kb(a.lorag, paras, os.path.join(a.out, "docs_part"), part_kb, left_out)
 
-    res_dir = a.results or os.path.join(
-        a.out, f"results-{os.path.basename(a.model or 'smollm2').replace('.gguf', '')}"
-        f"{'-lora-' + os.path.basename(os.path.dirname(os.path.abspath(a.lora))) if a.lora else ''}-{a.n}-{a.unanswerable}")
+    # Keyed by content: binary, model file, adapter file, questions and options.
+    key = fingerprint(a.lorag, model_file(a.lorag, a.model), a.lora, [q[0] for q in sample],
+                      [q[0] for q in unanswerable], {"k": 4, "max_tokens": 48, "style": STYLE})
+    res_dir = a.results or os.path.join(a.out, f"results-{key}")
     os.makedirs(res_dir, exist_ok=True)
     qs = [q[1] for q in sample]
     rag = cached(os.path.join(res_dir, "rag.json"),

@@ -31,6 +31,8 @@ enum Command {
     Tune(Box<cmd::tune::TuneArgs>),
     /// RAG-aware fine-tuning data: Q&A conversations become `lorag ask` prompts (retrieved sources) with cited answers
     RagData(cmd::rag_data::RagDataArgs),
+    /// Which route for my data? Base, RAG, fine-tuned and RAG + fine-tuned on held-out questions; a report recommends one
+    Eval(Box<cmd::eval::EvalArgs>),
     /// Merge LoRA adapters into their base model and write a GGUF (f16, f32 or quantized)
     Merge(cmd::merge::MergeArgs),
     /// Serve an OpenAI-compatible API (chat, embeddings, knowledge bases) and the web page
@@ -75,6 +77,7 @@ fn main() {
         Command::Kb { command } => cmd::kb::kb(command),
         Command::Ask(args) => cmd::ask::run(args),
         Command::Tune(args) => cmd::tune::run(*args),
+        Command::Eval(args) => cmd::eval::run(*args),
         Command::RagData(args) => cmd::rag_data::run(args),
         Command::Merge(args) => cmd::merge::run(args),
         Command::Serve(args) => cmd::serve::serve(*args),

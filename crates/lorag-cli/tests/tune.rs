@@ -481,6 +481,13 @@ fn bad_flags_are_one_line_errors() {
     assert_error(&t(&["--rank", "0"]), &["--rank"]);
     assert_error(&t(&["--eval-split", "1.5"]), &["--eval-split"]);
     assert_error(&t(&["--lr=-1"]), &["--lr"]);
+    // Training on a GPU that this build cannot reach is an error that says what to do.
+    if !cfg!(feature = "cuda") {
+        assert_error(
+            &t(&["--device", "cuda", "--steps", "1"]),
+            &["CUDA", "--features cuda"],
+        );
+    }
     // clap's own usage errors are one line too (exit code 2)
     let o = t(&["--rank", "many"]);
     let err = String::from_utf8_lossy(&o.stderr);

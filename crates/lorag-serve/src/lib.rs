@@ -23,7 +23,8 @@ pub use error::ApiError;
 
 use anyhow::{bail, Context, Result};
 use lorag_embed::Embedder;
-use lorag_llm::{AdapterSet, BatchEngine, BatchOptions, Engine, LoadOptions, LoraAdapter};
+use lorag_llm::{AdapterSet, BatchEngine, BatchOptions};
+use lorag_service::Service;
 use lorag_store::Store;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -36,16 +37,8 @@ use std::time::Duration;
 pub struct ServeConfig {
     pub host: String,
     pub port: u16,
-    /// The model file, and the id clients use for it.
-    pub model_path: PathBuf,
-    pub model_name: String,
-    /// name → (adapter file, scale).
-    pub loras: Vec<(String, PathBuf, f32)>,
-    /// name → KB directory.
-    pub kbs: Vec<(String, PathBuf)>,
-    /// The embedder's folder, and its name.
-    pub embedder_dir: PathBuf,
-    pub embedder_name: String,
+    /// The model, its adapters (each a model id of its own), the KBs and the embedder.
+    pub service: lorag_service::Config,
     pub parallel: usize,
     pub queue: usize,
     /// Context tokens per slot (0: the model's, at most 4096).
@@ -55,10 +48,10 @@ pub struct ServeConfig {
     pub no_auth: bool,
     pub max_body: usize,
     pub timeout: Duration,
-    pub gpu_layers: u32,
 }
 
 pub(crate) struct Kb {
+    /// Where uploaded files are kept (beside a folder KB).
     pub dir: PathBuf,
     pub store: Arc<dyn Store>,
     /// Serialises this server's writes to the KB.
@@ -67,9 +60,10 @@ pub(crate) struct Kb {
 
 /// What exists once the model is loaded.
 pub(crate) struct Loaded {
+    pub service: Service,
     pub engine: BatchEngine,
     pub embedder: Arc<dyn Embedder>,
-    pub loras: BTreeMap<String, (Arc<LoraAdapter>, f32)>,
+    pub embedder_name: String,
     pub kbs: BTreeMap<String, Kb>,
 }
 
@@ -106,78 +100,64 @@ pub fn check_config(c: &ServeConfig) -> Result<()> {
     if c.parallel == 0 {
         bail!("--parallel must be at least 1");
     }
+    let model_name = lorag_service::model_name(c.service.model.as_deref());
     let mut names = std::collections::HashSet::new();
-    for (n, p, _) in &c.loras {
-        if !names.insert(n.clone()) || n == &c.model_name {
-            bail!("--lora name {n:?} is used twice (or equals the model's name)");
+    for l in &c.service.loras {
+        if !names.insert(l.name.clone()) || l.name == model_name {
+            bail!(
+                "--lora name {:?} is used twice (or equals the model's name)",
+                l.name
+            );
         }
-        if !p.exists() {
-            bail!("--lora {n}: {} does not exist", p.display());
+        if !l.path.exists() {
+            bail!("--lora {}: {} does not exist", l.name, l.path.display());
         }
     }
     let mut kbn = std::collections::HashSet::new();
-    for (n, p) in &c.kbs {
-        if !kbn.insert(n.clone()) {
-            bail!("--kb name {n:?} is used twice");
+    for k in &c.service.kbs {
+        if !kbn.insert(k.name.clone()) {
+            bail!("--kb name {:?} is used twice", k.name);
         }
-        if n.is_empty() || n.contains('/') {
-            bail!("--kb name {n:?}: use letters, digits, '-' or '_'");
+        if k.name.is_empty() || k.name.contains('/') {
+            bail!("--kb name {:?}: use letters, digits, '-' or '_'", k.name);
         }
-        let _ = p;
     }
     Ok(())
 }
 
 fn load(c: &ServeConfig) -> Result<Loaded> {
-    let embedder: Arc<dyn Embedder> = Arc::new(
-        lorag_embed::BertEmbedder::load(&c.embedder_dir, &lorag_embed::EmbedOptions::default())
-            .with_context(|| format!("loading the embedder {}", c.embedder_dir.display()))?,
-    );
-    let mut kbs = BTreeMap::new();
-    for (name, dir) in &c.kbs {
-        if !dir.join("kb.sqlite").exists() {
-            // A new KB: create it so that documents can be uploaded to it.
-            lorag_kb::SqliteStore::open(dir, true)
-                .and_then(|s| s.check_embedding_model(embedder.model_id(), embedder.dim()))
-                .with_context(|| format!("--kb {name}: creating {}", dir.display()))?;
-        }
-        let store = lorag_kb::open_for_search(dir, embedder.as_ref())
-            .with_context(|| format!("--kb {name}"))?;
-        kbs.insert(
-            name.clone(),
-            Kb {
-                dir: dir.clone(),
-                store: Arc::new(store),
+    let service = Service::load(&lorag_service::Config {
+        create_kbs: true,
+        need_embedder: true,
+        ..c.service.clone()
+    })?;
+    let (embedder_name, embedder) = service.embedder().expect("need_embedder");
+    let (embedder_name, embedder) = (embedder_name.to_string(), embedder.clone());
+    let kbs = service
+        .kb_names()
+        .map(|name| {
+            let h = service.kb_handle(name).expect("listed");
+            let kb = Kb {
+                dir: PathBuf::from(&h.location),
+                store: h.store.clone(),
                 write: tokio::sync::Mutex::new(()),
-            },
-        );
-    }
-    let engine = Engine::load(
-        &c.model_path,
-        &LoadOptions {
-            n_gpu_layers: c.gpu_layers,
-            ..LoadOptions::default()
-        },
-    )?;
-    let mut loras = BTreeMap::new();
-    for (name, path, scale) in &c.loras {
-        loras.insert(name.clone(), (engine.load_lora(path)?, *scale));
-    }
-    let engine = BatchEngine::start(
-        &engine,
-        &BatchOptions {
-            n_slots: c.parallel,
-            n_ctx_per_slot: c.ctx,
-            n_batch: 512,
-            n_threads: c.threads,
-            max_queue: c.parallel + c.queue,
-            chat_template: None,
-        },
-    )?;
+            };
+            (name.to_string(), kb)
+        })
+        .collect();
+    let engine = service.batch(&BatchOptions {
+        n_slots: c.parallel,
+        n_ctx_per_slot: c.ctx,
+        n_batch: 512,
+        n_threads: c.threads,
+        max_queue: c.parallel + c.queue,
+        chat_template: None,
+    })?;
     Ok(Loaded {
+        service,
         engine,
         embedder,
-        loras,
+        embedder_name,
         kbs,
     })
 }
@@ -273,22 +253,7 @@ pub(crate) fn adapters_for(
     l: &Loaded,
     names: &[(String, f32)],
 ) -> std::result::Result<AdapterSet, ApiError> {
-    let mut v = Vec::new();
-    for (n, scale) in names {
-        let Some((a, _)) = l.loras.get(n) else {
-            return Err(ApiError::not_found(
-                format!(
-                    "no adapter named {n:?}; this server has: {}",
-                    if l.loras.is_empty() {
-                        "none".to_string()
-                    } else {
-                        l.loras.keys().cloned().collect::<Vec<_>>().join(", ")
-                    }
-                ),
-                Some("lora"),
-            ));
-        };
-        v.push((a.clone(), *scale));
-    }
-    Ok(v)
+    l.service
+        .adapter_set(names)
+        .map_err(|m| ApiError::not_found(m, Some("lora")))
 }

@@ -275,15 +275,17 @@ async fn models(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult<Re
     let t = app.started.elapsed().as_secs();
     let now = created().saturating_sub(t);
     let mut data = vec![
-        json!({"id": app.config.model_name, "object": "model", "created": now, "owned_by": "lorag"}),
+        json!({"id": l.service.model_name(), "object": "model", "created": now, "owned_by": "lorag"}),
     ];
-    for n in l.loras.keys() {
-        data.push(json!({"id": n, "object": "model", "created": now, "owned_by": "lorag", "parent": app.config.model_name}));
+    for n in l.service.adapter_names() {
+        data.push(json!({"id": n, "object": "model", "created": now, "owned_by": "lorag", "parent": l.service.model_name()}));
     }
     for n in l.kbs.keys().filter(|n| who.may_read(n)) {
-        data.push(json!({"id": format!("kb:{n}"), "object": "model", "created": now, "owned_by": "lorag", "parent": app.config.model_name}));
+        data.push(json!({"id": format!("kb:{n}"), "object": "model", "created": now, "owned_by": "lorag", "parent": l.service.model_name()}));
     }
-    data.push(json!({"id": app.config.embedder_name, "object": "model", "created": now, "owned_by": "lorag"}));
+    data.push(
+        json!({"id": l.embedder_name, "object": "model", "created": now, "owned_by": "lorag"}),
+    );
     Ok(Json(json!({"object": "list", "data": data})).into_response())
 }
 
@@ -297,11 +299,11 @@ async fn me(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult<Respon
         .map(|n| json!({"name": n, "may_ingest": who.may_ingest(n)}))
         .collect();
     Ok(Json(json!({
-        "model": app.config.model_name,
+        "model": l.service.model_name(),
         "auth": app.keys.is_some(),
         "key": who.0.as_ref().map(|k| k.name.clone()),
         "kbs": kbs,
-        "adapters": l.loras.keys().collect::<Vec<_>>(),
+        "adapters": l.service.adapter_names().collect::<Vec<_>>(),
     }))
     .into_response())
 }
@@ -568,14 +570,14 @@ async fn chat_completions(
     let model = req
         .model
         .clone()
-        .unwrap_or_else(|| app.config.model_name.clone());
+        .unwrap_or_else(|| l.service.model_name().to_string());
     let mut kb_name = req.kb.clone();
     let mut lora_names: Vec<(String, f32)> = Vec::new();
     if let Some(k) = model.strip_prefix("kb:") {
         kb_name.get_or_insert_with(|| k.to_string());
-    } else if l.loras.contains_key(&model) {
-        lora_names.push((model.clone(), l.loras[&model].1));
-    } else if model != app.config.model_name {
+    } else if let Some((_, scale)) = l.service.adapter(&model) {
+        lora_names.push((model.clone(), scale));
+    } else if model != l.service.model_name() {
         return Err(ApiError::not_found(
             format!("no model {model:?} on this server (GET /v1/models lists them)"),
             Some("model"),
@@ -882,11 +884,11 @@ async fn embeddings(
     let l = ready(&app)?;
     let req: EmbeddingsRequest = parse_json(&body)?;
     if let Some(m) = &req.model {
-        if m != &app.config.embedder_name {
+        if m != &l.embedder_name {
             return Err(ApiError::not_found(
                 format!(
                     "no embedding model {m:?}; this server embeds with {:?}",
-                    app.config.embedder_name
+                    l.embedder_name
                 ),
                 Some("model"),
             )
@@ -940,7 +942,7 @@ async fn embeddings(
         })
         .collect();
     Ok(Json(json!({
-        "object": "list", "data": data, "model": app.config.embedder_name,
+        "object": "list", "data": data, "model": l.embedder_name,
         "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
     }))
     .into_response())

@@ -32,8 +32,31 @@ fn split_name(full: &str) -> Option<(usize, &str)> {
     Some((n.parse().ok()?, name))
 }
 
-/// Write the model's adapters as a GGUF LoRA adapter that llama.cpp loads.
+/// How a tensor's values become a GGUF tensor's bytes.
+type TensorBytes = fn(&Tensor) -> Result<Vec<u8>>;
+
+/// Bytes of a tensor as F16 (IEEE half, round to nearest even).
+fn f16_bytes(t: &Tensor) -> Result<Vec<u8>> {
+    Ok(t.flatten_all()?
+        .to_vec1::<f32>()?
+        .iter()
+        .flat_map(|v| lorag_gguf::f32_to_f16_bits(*v).to_le_bytes())
+        .collect())
+}
+
+/// Write the model's adapters as a GGUF LoRA adapter that llama.cpp loads (F32 tensors).
 pub fn write_gguf_adapter(model: &Model, out: &Path) -> Result<usize> {
+    write_gguf_adapter_as(model, out, false)
+}
+
+/// As [`write_gguf_adapter`], with F16 tensors when `f16` (half the size; llama.cpp applies
+/// them as it does F32 ones).
+pub fn write_gguf_adapter_as(model: &Model, out: &Path, f16: bool) -> Result<usize> {
+    let (ty, bytes): (_, TensorBytes) = if f16 {
+        (lorag_gguf::GgmlType::F16, f16_bytes)
+    } else {
+        (lorag_gguf::GgmlType::F32, f32_bytes)
+    };
     let mut w = Writer::new();
     w.set(
         "general.architecture",
@@ -56,14 +79,14 @@ pub fn write_gguf_adapter(model: &Model, out: &Path) -> Result<usize> {
         w.tensor(
             format!("{}.weight.lora_a", lin.name),
             &[n_in as u64, r as u64],
-            lorag_gguf::GgmlType::F32,
-            f32_bytes(l.a.as_tensor())?,
+            ty,
+            bytes(l.a.as_tensor())?,
         );
         w.tensor(
             format!("{}.weight.lora_b", lin.name),
             &[r as u64, n_out as u64],
-            lorag_gguf::GgmlType::F32,
-            f32_bytes(l.b.as_tensor())?,
+            ty,
+            bytes(l.b.as_tensor())?,
         );
         n += 1;
     }

@@ -9,7 +9,7 @@ use common::*;
 use lorag_gguf::tiny::Arch as TinyArch;
 use lorag_llm::{Engine, SessionOptions};
 use lorag_train::data::Example;
-use lorag_train::export::{write_gguf_adapter, write_peft};
+use lorag_train::export::{write_gguf_adapter, write_gguf_adapter_as, write_peft};
 use lorag_train::lora::{Lora, LoraConfig};
 use lorag_train::models::{GateUp, LoadOptions, Model, Numerics, Qkv};
 use lorag_train::repack::{llama_to_phi3, RepackType};
@@ -106,6 +106,25 @@ fn gguf_adapter_on_tiny_phi3_matches_llama_cpp() {
         "the adapter changes the logits: {effect:?}"
     );
     assert!(d.top1_agree >= 0.99 && d.max_rel <= 1e-3, "{d:?}");
+
+    // The F16 adapter is half the size and llama.cpp applies it as the F32 one, up to the
+    // rounding of the adapter's weights (relative 2^-11), far below the adapter's own effect.
+    let out16 = dir.path().join("adapter-f16.gguf");
+    write_gguf_adapter_as(&m, &out16, true).unwrap();
+    let (s32, s16) = (
+        std::fs::metadata(&out).unwrap().len(),
+        std::fs::metadata(&out16).unwrap().len(),
+    );
+    assert!(s16 < s32 * 6 / 10, "{s16} vs {s32}");
+    let g = lorag_gguf::Gguf::open(&out16).unwrap();
+    assert!(g.tensors.iter().all(|t| t.ty == lorag_gguf::GgmlType::F16));
+    let with16 = llama_cpp_with_adapter(&e, &out16, &tokens, 512);
+    let d16 = diff(&with, &with16);
+    eprintln!("tiny phi3: F16 vs F32 adapter in llama.cpp {d16:?}");
+    assert!(
+        d16.top1_agree >= 0.99 && d16.max_abs < effect.max_abs / 20.0,
+        "{d16:?} vs effect {effect:?}"
+    );
 }
 
 #[test]

@@ -2,8 +2,8 @@
 
 use anyhow::{Context, Result};
 use clap::Args;
-use lorag_llm::{Engine, LoadOptions, Message, SamplingParams, SessionOptions};
-use lorag_rag::{Answer, Kb, RagOptions};
+use lorag_llm::{Message, SamplingParams, SessionOptions};
+use lorag_rag::{Answer, RagOptions};
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 
@@ -59,7 +59,6 @@ pub struct AskArgs {
 }
 
 pub fn run(a: AskArgs) -> Result<()> {
-    let model_path = super::resolve_model(a.model.as_deref())?;
     let (mode, filters) = super::parse_retrieval(&a.retrieval.mode, &a.retrieval.filter)?;
     let mut sampling = if a.temperature > 0.0 {
         SamplingParams {
@@ -84,40 +83,28 @@ pub fn run(a: AskArgs) -> Result<()> {
         style: a.style.clone(),
         quote: a.quote,
     };
-    // Open the KB first: a wrong --kb fails before the model loads.
-    let kb_parts = match &a.kb {
-        Some(dir) => {
-            let embedder = super::load_embedder(a.embedder.as_deref())?;
-            let store = lorag_kb::open_for_search(dir, &embedder)?;
-            Some((store, embedder))
-        }
-        None => None,
-    };
-    let engine = Engine::load(
-        &model_path,
-        &LoadOptions {
-            n_gpu_layers: lorag_llm::gpu_layers(a.gpu_layers),
-            ..LoadOptions::default()
-        },
-    )?;
-    let mut session = engine.session(&SessionOptions {
+    // The service opens the KB and checks the adapters before the model loads.
+    let kb_spec =
+        a.kb.as_ref()
+            .map(|d| lorag_service::KbSpec::unnamed(&d.to_string_lossy()));
+    let service = lorag_service::Service::load(&lorag_service::Config {
+        model: a.model.clone(),
+        loras: a
+            .lora
+            .iter()
+            .map(|s| lorag_service::LoraSpec::parse(s))
+            .collect::<Result<_>>()?,
+        kbs: kb_spec.iter().cloned().collect(),
+        embedder: a.embedder.clone(),
+        gpu_layers: a.gpu_layers,
+        ..Default::default()
+    })?;
+    let mut session = service.session(&SessionOptions {
         n_ctx: a.n_ctx,
         n_threads: a.threads.unwrap_or_else(lorag_llm::default_threads),
         ..SessionOptions::default()
     })?;
-    let mut adapters = Vec::new();
-    for spec in &a.lora {
-        let (path, scale) = super::parse_lora(spec)?;
-        if !path.exists() {
-            anyhow::bail!("LoRA adapter not found: {}", path.display());
-        }
-        adapters.push((engine.load_lora(&path)?, scale));
-    }
-    session.set_adapters(&adapters)?;
-    let kb = kb_parts.as_ref().map(|(s, e)| Kb {
-        store: s,
-        embedder: e,
-    });
+    let kb_name = kb_spec.as_ref().map(|k| k.name.as_str());
 
     let mut history: Vec<Message> = Vec::new();
     let questions: Box<dyn Iterator<Item = std::io::Result<String>>> = match &a.question {
@@ -144,7 +131,7 @@ pub fn run(a: AskArgs) -> Result<()> {
         }
         let mut out = std::io::stdout().lock();
         let json = a.json;
-        let result = lorag_rag::ask(&mut session, kb.as_ref(), &history, q, &opts, &mut |t| {
+        let result = service.ask(&mut session, kb_name, &history, q, &opts, &mut |t| {
             if !json {
                 let _ = out.write_all(t.as_bytes());
                 let _ = out.flush();
@@ -157,12 +144,12 @@ pub fn run(a: AskArgs) -> Result<()> {
                 eprintln!("error: {e}");
                 continue;
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         };
         if json {
             println!("{}", to_json(&ans));
         } else {
-            print_report(&ans, kb.is_some());
+            print_report(&ans, kb_name.is_some());
         }
         history.push(Message::user(q));
         history.push(Message::assistant(ans.answer.clone()));

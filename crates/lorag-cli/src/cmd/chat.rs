@@ -1,10 +1,9 @@
 //! `lorag chat`: one prompt, or an interactive multi-turn session.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Args;
-use lorag_llm::{Engine, LoadOptions, Message, SamplingParams, Session, SessionOptions};
+use lorag_llm::{Message, SamplingParams, Session, SessionOptions};
 use std::io::{BufRead, IsTerminal, Write};
-use std::sync::Arc;
 
 #[derive(Args, Debug)]
 pub struct ChatArgs {
@@ -57,7 +56,6 @@ pub struct ChatArgs {
 }
 
 pub fn run(args: ChatArgs) -> Result<()> {
-    let model_path = super::resolve_model(args.model.as_deref())?;
     let params = SamplingParams {
         temperature: args.temperature,
         top_p: args.top_p,
@@ -70,28 +68,22 @@ pub fn run(args: ChatArgs) -> Result<()> {
         stop: args.stop.clone(),
     };
     params.validate()?;
-    let engine = Engine::load(
-        &model_path,
-        &LoadOptions {
-            n_gpu_layers: lorag_llm::gpu_layers(args.gpu_layers),
-            ..LoadOptions::default()
-        },
-    )?;
-    let mut session = engine.session(&SessionOptions {
+    let service = lorag_service::Service::load(&lorag_service::Config {
+        model: args.model.clone(),
+        loras: args
+            .lora
+            .iter()
+            .map(|s| lorag_service::LoraSpec::parse(s))
+            .collect::<Result<_>>()?,
+        gpu_layers: args.gpu_layers,
+        ..Default::default()
+    })?;
+    let mut session = service.session(&SessionOptions {
         n_ctx: args.n_ctx,
         n_threads: args.threads.unwrap_or_else(lorag_llm::default_threads),
         chat_template: args.chat_template.clone(),
         ..SessionOptions::default()
     })?;
-    let mut adapters = Vec::new();
-    for spec in &args.lora {
-        let (path, scale) = super::parse_lora(spec)?;
-        if !path.exists() {
-            bail!("LoRA adapter not found: {}", path.display());
-        }
-        adapters.push((engine.load_lora(&path)?, scale));
-    }
-    session.set_adapters(&adapters)?;
 
     let mut history = Vec::new();
     if let Some(s) = &args.system {
@@ -99,14 +91,7 @@ pub fn run(args: ChatArgs) -> Result<()> {
     }
     match &args.prompt {
         Some(p) => one_shot(&mut session, history, p, &params, args.json),
-        None => interactive(
-            &mut session,
-            history,
-            &params,
-            &engine,
-            &adapters,
-            args.json,
-        ),
+        None => interactive(&mut session, history, &params, &service, args.json),
     }
 }
 
@@ -160,8 +145,7 @@ fn interactive(
     session: &mut Session,
     mut history: Vec<Message>,
     params: &SamplingParams,
-    engine: &Engine,
-    adapters: &[(Arc<lorag_llm::LoraAdapter>, f32)],
+    service: &lorag_service::Service,
     json: bool,
 ) -> Result<()> {
     let tty = std::io::stdin().is_terminal();
@@ -169,9 +153,10 @@ fn interactive(
     if tty {
         eprintln!(
             "lorag chat: {} ({}). Type a message; /reset clears the conversation, /exit or Ctrl-D ends.",
-            engine.path().display(),
-            engine.architecture()
+            service.engine().path().display(),
+            service.engine().architecture()
         );
+        let adapters = service.all_adapters();
         if !adapters.is_empty() {
             eprintln!(
                 "adapters: {}",
@@ -254,20 +239,4 @@ fn interactive(
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use crate::cmd::parse_lora;
-
-    #[test]
-    fn lora_spec() {
-        assert_eq!(parse_lora("a.gguf").unwrap(), ("a.gguf".into(), 1.0));
-        assert_eq!(parse_lora("a.gguf:0.5").unwrap(), ("a.gguf".into(), 0.5));
-        assert_eq!(
-            parse_lora("C:/x/a.gguf").unwrap(),
-            ("C:/x/a.gguf".into(), 1.0)
-        );
-        assert!(parse_lora("a.gguf:inf").is_err());
-    }
 }

@@ -1,5 +1,6 @@
 pub mod ask;
 pub mod chat;
+pub mod eval;
 pub mod kb;
 pub mod merge;
 pub mod models;
@@ -11,8 +12,7 @@ use std::path::PathBuf;
 
 /// `--model` as given (a catalogue name or a path), resolved against the models folder.
 pub fn resolve_model(spec: Option<&str>) -> anyhow::Result<PathBuf> {
-    let spec = spec.unwrap_or(lorag_models::DEFAULT_CHAT_MODEL);
-    Ok(lorag_models::resolve(spec, &lorag_models::models_dir())?)
+    lorag_service::resolve_model(spec)
 }
 
 /// Retrieval flags shared by `ask` and `rag-data` (so that training data is retrieved as asking is).
@@ -44,23 +44,11 @@ pub fn parse_retrieval(
 
 /// `PATH` or `PATH:SCALE` of a `--lora` flag.
 pub fn parse_lora(spec: &str) -> anyhow::Result<(PathBuf, f32)> {
-    if let Some((p, s)) = spec.rsplit_once(':') {
-        if let Ok(scale) = s.parse::<f32>() {
-            if !scale.is_finite() {
-                anyhow::bail!("--lora {spec}: scale must be a finite number");
-            }
-            return Ok((PathBuf::from(p), scale));
-        }
-    }
-    Ok((PathBuf::from(spec), 1.0))
+    let l = lorag_service::LoraSpec::parse(spec)?;
+    Ok((l.path, l.scale))
 }
 
 /// The embedder named by `--embedder` (a catalogue name or a folder; default all-MiniLM-L6-v2).
 pub fn load_embedder(spec: Option<&str>) -> anyhow::Result<lorag_embed::BertEmbedder> {
-    let spec = spec.unwrap_or(lorag_models::DEFAULT_EMBED_MODEL);
-    let dir = lorag_models::resolve(spec, &lorag_models::models_dir())?;
-    Ok(lorag_embed::BertEmbedder::load(
-        &dir,
-        &lorag_embed::EmbedOptions::default(),
-    )?)
+    Ok(lorag_service::load_embedder(spec)?.1)
 }

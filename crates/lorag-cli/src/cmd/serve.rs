@@ -52,58 +52,27 @@ pub struct ServeArgs {
     pub gpu_layers: Option<u32>,
 }
 
-fn split_named(flag: &str, spec: &str) -> Result<(String, String)> {
-    match spec.split_once('=') {
-        Some((n, v)) if !n.trim().is_empty() && !v.is_empty() => {
-            Ok((n.trim().to_string(), v.to_string()))
-        }
-        _ => bail!("{flag} {spec:?}: expected NAME=VALUE"),
-    }
-}
-
 pub fn serve(a: ServeArgs) -> Result<()> {
-    let model_path = super::resolve_model(a.model.as_deref())?;
-    let model_name = match &a.model {
-        Some(m) if !m.ends_with(".gguf") => m.clone(),
-        Some(m) => PathBuf::from(m)
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| m.clone()),
-        None => lorag_models::DEFAULT_CHAT_MODEL.to_string(),
-    };
-    let mut loras = Vec::new();
-    for s in &a.lora {
-        let (name, rest) = split_named("--lora", s)?;
-        let (path, scale) = super::parse_lora(&rest)?;
-        loras.push((name, path, scale));
-    }
-    let mut kbs = Vec::new();
-    for s in &a.kb {
-        let (name, dir) = split_named("--kb", s)?;
-        kbs.push((name, PathBuf::from(dir)));
-    }
-    let embedder_name = a
-        .embedder
-        .clone()
-        .unwrap_or_else(|| lorag_models::DEFAULT_EMBED_MODEL.to_string());
-    let embedder_dir = lorag_models::resolve(&embedder_name, &lorag_models::models_dir())?;
-    let embedder_name = if embedder_dir.as_os_str() == embedder_name.as_str() {
-        embedder_dir
-            .file_name()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or(embedder_name)
-    } else {
-        embedder_name
+    let service = lorag_service::Config {
+        model: a.model.clone(),
+        loras: a
+            .lora
+            .iter()
+            .map(|s| lorag_service::LoraSpec::parse_named(s))
+            .collect::<Result<_>>()?,
+        kbs: a
+            .kb
+            .iter()
+            .map(|s| lorag_service::KbSpec::parse_named(s))
+            .collect::<Result<_>>()?,
+        embedder: a.embedder.clone(),
+        gpu_layers: a.gpu_layers,
+        ..Default::default()
     };
     lorag_serve::serve(lorag_serve::ServeConfig {
         host: a.host,
         port: a.port,
-        model_path,
-        model_name,
-        loras,
-        kbs,
-        embedder_dir,
-        embedder_name,
+        service,
         parallel: a.parallel,
         queue: a.queue,
         ctx: a.ctx,
@@ -112,7 +81,6 @@ pub fn serve(a: ServeArgs) -> Result<()> {
         no_auth: a.no_auth,
         max_body: a.max_body,
         timeout: std::time::Duration::from_secs(a.timeout.max(1)),
-        gpu_layers: lorag_llm::gpu_layers(a.gpu_layers),
     })
 }
 

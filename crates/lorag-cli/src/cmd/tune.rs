@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use lorag_train::data::DataOptions;
 use lorag_train::lora::LoraConfig;
-use lorag_train::models::{LoadOptions, Model};
+use lorag_train::models::{DeviceKind, LoadOptions, Model};
 use lorag_train::optim::Schedule;
 use lorag_train::train::{BatchPlan, RunControl, TrainConfig};
 use serde_json::json;
@@ -19,6 +19,12 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum DeviceArg {
+    Cpu,
+    Cuda,
+}
 
 #[derive(Args, Debug)]
 pub struct TuneArgs {
@@ -106,6 +112,13 @@ pub struct TuneArgs {
     /// Weight decay of AdamW
     #[arg(long, default_value_t = 0.0)]
     pub weight_decay: f64,
+    /// Write adapter.gguf with F16 tensors (half the size) instead of F32
+    #[arg(long)]
+    pub f16: bool,
+    /// Where to train: cpu, or cuda (needs a build with --features cuda; default: cuda when the
+    /// build has it and a GPU is present, else cpu)
+    #[arg(long, value_enum)]
+    pub device: Option<DeviceArg>,
     /// Stop (with a checkpoint, as Ctrl-C does) after this step (for tests and scripts)
     #[arg(long, hide = true)]
     pub stop_after: Option<usize>,
@@ -307,7 +320,11 @@ pub fn run(args: TuneArgs) -> Result<()> {
         &model_path,
         &LoadOptions {
             dequantize: !args.qlora,
-            ..Default::default()
+            device: match args.device {
+                Some(DeviceArg::Cpu) => DeviceKind::Cpu,
+                Some(DeviceArg::Cuda) => DeviceKind::Cuda,
+                None => DeviceKind::best_available(),
+            },
         },
     )?;
     let n_adapters = model.add_lora(&lora, args.seed)?;
@@ -426,7 +443,7 @@ pub fn run(args: TuneArgs) -> Result<()> {
     let adapter = args.out.join("adapter.gguf");
     let peft = args.out.join("peft");
     if !report.stopped_early {
-        lorag_train::export::write_gguf_adapter(&model, &adapter)?;
+        lorag_train::export::write_gguf_adapter_as(&model, &adapter, args.f16)?;
         lorag_train::export::write_peft(&model, &lora, &model_path.to_string_lossy(), &peft)?;
     }
     let summary = json!({

@@ -140,6 +140,15 @@ pub enum DeviceKind {
 }
 
 impl DeviceKind {
+    /// CUDA when this build has it (`--features cuda`) and a device answers, else the CPU.
+    pub fn best_available() -> DeviceKind {
+        if cfg!(feature = "cuda") && Device::new_cuda(0).is_ok() {
+            DeviceKind::Cuda
+        } else {
+            DeviceKind::Cpu
+        }
+    }
+
     pub fn device(self) -> Result<Device> {
         match self {
             DeviceKind::Cpu => Ok(Device::Cpu),

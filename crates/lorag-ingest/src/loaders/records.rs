@@ -14,7 +14,7 @@ use lorag_core::{Document, Metadata};
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
-use super::decode_text;
+use super::{decode_text, record_encoding};
 use crate::{Candidate, IngestError};
 
 /// The longest title taken from a field, in characters.
@@ -165,7 +165,8 @@ pub(crate) fn unique_names(names: impl IntoIterator<Item = String>) -> Vec<Strin
 }
 
 pub(super) fn load_csv(c: &Candidate, bytes: &[u8]) -> Result<Vec<Document>, IngestError> {
-    let text = decode_text(&c.source, bytes)?;
+    let decoded = decode_text(&c.source, bytes)?;
+    let text = decoded.text;
     let first_line = text.lines().next().unwrap_or("");
     // A comma-separated header wins; else a header with semicolons or tabs sets the delimiter.
     let delimiter = if first_line.contains(',') {
@@ -219,11 +220,13 @@ pub(super) fn load_csv(c: &Candidate, bytes: &[u8]) -> Result<Vec<Document>, Ing
             Some(&cells),
         ));
     }
+    record_encoding(&mut docs, decoded.encoding);
     Ok(docs)
 }
 
 pub(super) fn load_json(c: &Candidate, bytes: &[u8]) -> Result<Vec<Document>, IngestError> {
-    let text = decode_text(&c.source, bytes)?;
+    let decoded = decode_text(&c.source, bytes)?;
+    let text = decoded.text;
     let parse_error = |reason: String| IngestError::Parse {
         input: c.source.clone(),
         format: "JSON",
@@ -255,15 +258,18 @@ pub(super) fn load_json(c: &Candidate, bytes: &[u8]) -> Result<Vec<Document>, In
             records
         }
     };
-    Ok(records
+    let mut docs: Vec<Document> = records
         .into_iter()
         .enumerate()
         .filter_map(|(i, fields)| record_document(&c.source, "json", i + 1, fields))
-        .collect())
+        .collect();
+    record_encoding(&mut docs, decoded.encoding);
+    Ok(docs)
 }
 
 pub(super) fn load_jsonl(c: &Candidate, bytes: &[u8]) -> Result<Vec<Document>, IngestError> {
-    let text = decode_text(&c.source, bytes)?;
+    let decoded = decode_text(&c.source, bytes)?;
+    let text = decoded.text;
     let mut docs = Vec::new();
     let mut row = 0;
     for (i, line) in text.lines().enumerate() {
@@ -296,6 +302,7 @@ pub(super) fn load_jsonl(c: &Candidate, bytes: &[u8]) -> Result<Vec<Document>, I
             d
         }));
     }
+    record_encoding(&mut docs, decoded.encoding);
     Ok(docs)
 }
 

@@ -276,3 +276,82 @@ fn file_names_that_are_not_utf8() {
     assert!(err.to_string().starts_with(&md.source), "{err}");
     assert!(err.to_string().contains("bad\u{fffd}.md"), "{err}");
 }
+
+#[test]
+fn crafted_pdf_page_trees_are_errors_not_crashes() {
+    use lopdf::{Object, ObjectId};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let good = write_pdf(
+        &dir.path().join("good.pdf"),
+        "T",
+        &[&["First page."], &["Second page."]],
+    );
+    let pages_node = |doc: &lopdf::Document| -> ObjectId {
+        let first = *doc.get_pages().values().next().expect("a page");
+        doc.get_dictionary(first)
+            .and_then(|d| d.get(b"Parent"))
+            .and_then(Object::as_reference)
+            .expect("parent")
+    };
+    type Edit = fn(&mut lopdf::Document, ObjectId, ObjectId);
+    let cases: [(&str, Edit, &str); 4] = [
+        (
+            // Without the check, pdf-extract follows /Parent (recursively) looking for the
+            // MediaBox forever: measured, the load never returned (a hang; unoptimised, a stack
+            // overflow, which aborts the process).
+            "parent-loop",
+            |doc, page, pages| {
+                doc.get_dictionary_mut(pages)
+                    .expect("pages")
+                    .remove(b"MediaBox");
+                doc.get_dictionary_mut(page)
+                    .expect("page")
+                    .set("Parent", page);
+            },
+            "page 1: its /Parent chain loops",
+        ),
+        (
+            "no-mediabox",
+            |doc, _, pages| {
+                doc.get_dictionary_mut(pages)
+                    .expect("pages")
+                    .remove(b"MediaBox");
+            },
+            "page 1: no /MediaBox (page size) on the page or its parents",
+        ),
+        (
+            "short-mediabox",
+            |doc, _, pages| {
+                let short = vec![0.into(), 0.into(), 612.into()];
+                doc.get_dictionary_mut(pages)
+                    .expect("pages")
+                    .set("MediaBox", short);
+            },
+            "page 1: /MediaBox is not 4 numbers",
+        ),
+        (
+            "missing-resources",
+            |doc, _, pages| {
+                doc.get_dictionary_mut(pages)
+                    .expect("pages")
+                    .set("Resources", Object::Reference((999, 0)));
+            },
+            "page 1: /Resources refers to a missing object",
+        ),
+    ];
+    for (name, edit, want) in cases {
+        let mut doc = lopdf::Document::load_mem(&good).expect("reload");
+        let page = *doc.get_pages().values().next().expect("a page");
+        let pages = pages_node(&doc);
+        edit(&mut doc, page, pages);
+        let path = dir.path().join(format!("{name}.pdf"));
+        doc.save(&path).expect("save");
+        let err =
+            load_on_worker(&candidate(&path, "pdf"), Duration::from_secs(30)).expect_err(name);
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with(&format!("{}: not a valid PDF file: {want}", path.display())),
+            "{name}: {msg}"
+        );
+    }
+}

@@ -1,16 +1,19 @@
 //! PDF (`.pdf`): text per page with pdf-extract (on lopdf); each page is a `Page` span, pages
 //! separated by a blank line. The title is the document information `Title`, else the file stem.
 //!
-//! pdf-extract can panic on malformed input: extraction runs under `catch_unwind`, and the
+//! pdf-extract can panic on malformed input. What it takes for granted about a page is checked
+//! first (`check_page`: a looping `/Parent` chain made it loop forever, or overflow the stack,
+//! which no `catch_unwind` catches); the rest runs under `catch_unwind`, and the
 //! panic message is kept out of stderr by a panic hook installed once, which stays silent only
 //! on a thread that is extracting and otherwise calls the hook it replaced.
 
 use std::cell::Cell;
+use std::collections::HashSet;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Once;
 
 use lorag_core::{Document, Page};
-use pdf_extract::{Object, PlainTextOutput};
+use pdf_extract::{Object, ObjectId, PlainTextOutput};
 
 use super::stem_title;
 use crate::{Candidate, IngestError};
@@ -79,7 +82,8 @@ fn extract(bytes: &[u8]) -> Result<Extracted, String> {
     }
     let title = info_title(&doc);
     let mut pages = Vec::new();
-    for &number in doc.get_pages().keys() {
+    for (&number, &id) in &doc.get_pages() {
+        check_page(&doc, number, id)?;
         let mut text = String::new();
         let mut out = PlainTextOutput::new(&mut text);
         pdf_extract::output_doc_page(&doc, &mut out, number)
@@ -91,6 +95,72 @@ fn extract(bytes: &[u8]) -> Result<Extracted, String> {
     }
     Ok((title, pages))
 }
+
+/// Checks what pdf-extract takes for granted about a page, so that such a file is an error naming
+/// the page instead of a panic, an endless loop or a stack overflow (an abort that no
+/// `catch_unwind` catches):
+/// its `/Parent` chain (followed recursively for inherited keys) must end, and its `MediaBox`
+/// (required) and `Resources` must not refer to missing objects; a `MediaBox` is 4 numbers.
+/// Only what pdf-extract would panic on is refused.
+fn check_page(doc: &pdf_extract::Document, number: u32, id: ObjectId) -> Result<(), String> {
+    let err = |what: &str| format!("page {number}: {what}");
+    let mut dict = doc
+        .get_dictionary(id)
+        .map_err(|e| err(&format!("the page is not a dictionary ({e})")))?;
+    let mut seen = HashSet::from([id]);
+    let (mut media_box, mut resources) = (false, false);
+    loop {
+        if !media_box {
+            if let Ok(o) = dict.get(b"MediaBox") {
+                let o = doc
+                    .dereference(o)
+                    .map_err(|e| err(&format!("/MediaBox refers to a missing object ({e})")))?
+                    .1;
+                if let Object::Array(items) = o {
+                    if items.len() < 4
+                        || !items
+                            .iter()
+                            .all(|x| matches!(x, Object::Integer(_) | Object::Real(_)))
+                    {
+                        return Err(err("/MediaBox is not 4 numbers"));
+                    }
+                    media_box = true;
+                }
+            }
+        }
+        if !resources {
+            if let Ok(o) = dict.get(b"Resources") {
+                let o = doc
+                    .dereference(o)
+                    .map_err(|e| err(&format!("/Resources refers to a missing object ({e})")))?
+                    .1;
+                resources = matches!(o, Object::Dictionary(_));
+            }
+        }
+        let Some(parent) = dict.get(b"Parent").and_then(Object::as_reference).ok() else {
+            break;
+        };
+        let Ok(next) = doc.get_dictionary(parent) else {
+            break;
+        };
+        if !seen.insert(parent) {
+            return Err(err("its /Parent chain loops"));
+        }
+        if seen.len() > MAX_TREE_DEPTH {
+            return Err(err(&format!(
+                "its /Parent chain is more than {MAX_TREE_DEPTH} deep"
+            )));
+        }
+        dict = next;
+    }
+    if !media_box {
+        return Err(err("no /MediaBox (page size) on the page or its parents"));
+    }
+    Ok(())
+}
+
+/// The deepest page tree accepted (real ones are a few levels deep).
+const MAX_TREE_DEPTH: usize = 256;
 
 fn info_title(doc: &pdf_extract::Document) -> Option<String> {
     let info = doc.trailer.get(b"Info").ok()?;

@@ -7,13 +7,16 @@
 //! panic message is kept out of stderr by a panic hook installed once, which stays silent only
 //! on a thread that is extracting and otherwise calls the hook it replaced.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
 use std::panic::{self, AssertUnwindSafe};
+use std::rc::Rc;
 use std::sync::Once;
 
 use lorag_core::{Document, Page};
-use pdf_extract::{Object, ObjectId, PlainTextOutput};
+use pdf_extract::{
+    ConvertToFmt, MediaBox, Object, ObjectId, OutputDev, OutputError, PlainTextOutput, Transform,
+};
 
 use super::stem_title;
 use crate::{Candidate, IngestError};
@@ -81,19 +84,114 @@ fn extract(bytes: &[u8]) -> Result<Extracted, String> {
         return Err("encrypted (needs a password); save an unencrypted copy".to_string());
     }
     let title = info_title(&doc);
-    let mut pages = Vec::new();
-    for (&number, &id) in &doc.get_pages() {
+    let page_ids = doc.get_pages();
+    for (&number, &id) in &page_ids {
         check_page(&doc, number, id)?;
-        let mut text = String::new();
-        let mut out = PlainTextOutput::new(&mut text);
-        pdf_extract::output_doc_page(&doc, &mut out, number)
-            .map_err(|e| format!("page {number}: {e}"))?;
-        pages.push((number, text));
     }
-    if pages.is_empty() {
+    if page_ids.is_empty() {
         return Err("no pages".to_string());
     }
+    // One pass over the document: `output_doc_page` walks the whole page tree for every page
+    // (10,000 pages took 62 s, 6 ms a page; 1,000 took 2 ms a page).
+    let mut out = PerPage::default();
+    let result = pdf_extract::output_doc(&doc, &mut out);
+    let failed_on = out.current.as_ref().map(|(n, _)| *n);
+    let pages = out.finish();
+    result.map_err(|e| match failed_on {
+        Some(n) => format!("page {n}: {e}"),
+        None => e.to_string(),
+    })?;
     Ok((title, pages))
+}
+
+/// A page's text as pdf-extract writes it into a shared buffer.
+#[derive(Clone, Default)]
+struct Shared(Rc<RefCell<String>>);
+
+impl std::fmt::Write for Shared {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.borrow_mut().push_str(s);
+        Ok(())
+    }
+}
+
+impl ConvertToFmt for Shared {
+    type Writer = Shared;
+    fn convert(self) -> Shared {
+        self
+    }
+}
+
+/// Plain text per page from one `output_doc` pass: a fresh `PlainTextOutput` for each page (as
+/// a page-by-page extraction gives), its text collected at the page's end.
+#[derive(Default)]
+struct PerPage {
+    buf: Shared,
+    current: Option<(u32, PlainTextOutput<Shared>)>,
+    pages: Vec<(u32, String)>,
+}
+
+impl PerPage {
+    fn end_current(&mut self) {
+        if let Some((number, _)) = self.current.take() {
+            let text = std::mem::take(&mut *self.buf.0.borrow_mut());
+            self.pages.push((number, text));
+        }
+    }
+
+    fn finish(mut self) -> Vec<(u32, String)> {
+        self.end_current();
+        self.pages
+    }
+
+    fn with(
+        &mut self,
+        f: impl FnOnce(&mut PlainTextOutput<Shared>) -> Result<(), OutputError>,
+    ) -> Result<(), OutputError> {
+        match self.current.as_mut() {
+            Some((_, out)) => f(out),
+            None => Ok(()),
+        }
+    }
+}
+
+impl OutputDev for PerPage {
+    fn begin_page(
+        &mut self,
+        page_num: u32,
+        media_box: &MediaBox,
+        art_box: Option<(f64, f64, f64, f64)>,
+    ) -> Result<(), OutputError> {
+        self.end_current();
+        let mut out = PlainTextOutput::new(self.buf.clone());
+        out.begin_page(page_num, media_box, art_box)?;
+        self.current = Some((page_num, out));
+        Ok(())
+    }
+    fn end_page(&mut self) -> Result<(), OutputError> {
+        self.with(|o| o.end_page())?;
+        self.end_current();
+        Ok(())
+    }
+    fn output_character(
+        &mut self,
+        trm: &Transform,
+        width: f64,
+        spacing: f64,
+        font_size: f64,
+        char: &str,
+    ) -> Result<(), OutputError> {
+        self.with(|o| o.output_character(trm, width, spacing, font_size, char))
+    }
+    fn begin_word(&mut self) -> Result<(), OutputError> {
+        self.with(|o| o.begin_word())
+    }
+    fn end_word(&mut self) -> Result<(), OutputError> {
+        self.with(|o| o.end_word())
+    }
+    fn end_line(&mut self) -> Result<(), OutputError> {
+        self.with(|o| o.end_line())
+    }
 }
 
 /// Checks what pdf-extract takes for granted about a page, so that such a file is an error naming

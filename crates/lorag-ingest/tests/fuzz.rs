@@ -232,12 +232,11 @@ enum Case {
 /// candidate to load) and loads it under the time, panic and memory checks.
 fn fuzz(
     kind: &str,
-    default_cases: u64,
+    n: u64,
     seeds: &[Vec<u8>],
     tokens: &[&[u8]],
     write: impl Fn(&Path, &[u8], &mut Rng) -> Candidate,
 ) -> Stats {
-    let n = cases(default_cases);
     let seed = env_u64("LORAG_FUZZ_SEED").unwrap_or(0x10_4A6);
     let only = env_u64("LORAG_FUZZ_ONLY");
     let timeout = Duration::from_secs(env_u64("LORAG_FUZZ_TIMEOUT_S").unwrap_or(20));
@@ -428,7 +427,7 @@ fn fuzz_txt() {
     ];
     fuzz(
         "txt",
-        250,
+        cases(250),
         &seeds,
         &[b"\r\n", b"\n\n", b"\xf6", b"\xe2\x80\x94", b" "],
         file_writer("txt", "txt"),
@@ -446,7 +445,7 @@ fn fuzz_markdown() {
         b"#", b"## ", b"\n---\n", b"```", b"> ", b"- ", b"1. ", b"[", b"](", b"*", b"_", b"`",
         b"|", b"\n===\n", b"<div>", b"</div>", b"[^", b"\\", b"    ", b"&amp;", b"<!--",
     ];
-    fuzz("md", 400, &seeds, tokens, file_writer("md", "md"));
+    fuzz("md", cases(400), &seeds, tokens, file_writer("md", "md"));
 }
 
 #[test]
@@ -483,7 +482,13 @@ fn fuzz_html() {
         b"<meta charset=shift_jis>",
         b"<![CDATA[",
     ];
-    fuzz("html", 400, &seeds, tokens, file_writer("html", "html"));
+    fuzz(
+        "html",
+        cases(400),
+        &seeds,
+        tokens,
+        file_writer("html", "html"),
+    );
 }
 
 #[test]
@@ -504,7 +509,7 @@ fn fuzz_csv() {
         b"row",
         b"encoding",
     ];
-    fuzz("csv", 300, &seeds, tokens, file_writer("csv", "csv"));
+    fuzz("csv", cases(300), &seeds, tokens, file_writer("csv", "csv"));
 }
 
 #[test]
@@ -516,7 +521,13 @@ fn fuzz_json() {
     let tokens: &[&[u8]] = &[
         b"[", b"]", b"{", b"}", b"\"", b":", b",", b"\\u", b"\\ud800", b"null", b"1e999", b"-0",
     ];
-    fuzz("json", 300, &seeds, tokens, file_writer("json", "json"));
+    fuzz(
+        "json",
+        cases(300),
+        &seeds,
+        tokens,
+        file_writer("json", "json"),
+    );
 }
 
 #[test]
@@ -527,7 +538,13 @@ fn fuzz_jsonl() {
     let tokens: &[&[u8]] = &[
         b"[", b"]", b"{", b"}", b"\"", b":", b",", b"\n", b"\\", b"true",
     ];
-    fuzz("jsonl", 300, &seeds, tokens, file_writer("jsonl", "jsonl"));
+    fuzz(
+        "jsonl",
+        cases(300),
+        &seeds,
+        tokens,
+        file_writer("jsonl", "jsonl"),
+    );
 }
 
 /// A small real PDF as written by lopdf (uncompressed), and the same compressed.
@@ -578,7 +595,13 @@ fn fuzz_pdf() {
         b"0 0 R",
         b"/Parent 2 0 R",
     ];
-    let stats = fuzz("pdf", 400, &pdf_seeds(), tokens, file_writer("pdf", "pdf"));
+    let stats = fuzz(
+        "pdf",
+        cases(400),
+        &pdf_seeds(),
+        tokens,
+        file_writer("pdf", "pdf"),
+    );
     assert!(
         stats.ok > 0,
         "no mutated PDF loaded: the fuzzing went nowhere"
@@ -641,7 +664,7 @@ fn fuzz_docx() {
         }
         candidate(&path, "docx")
     };
-    fuzz("docx", 400, &seeds, tokens, write);
+    fuzz("docx", cases(400), &seeds, tokens, write);
 }
 
 #[test]
@@ -680,9 +703,34 @@ fn fuzz_sqlite() {
     };
     fuzz(
         "sqlite",
-        300,
+        cases(300),
         &seeds,
         &[b"\x00\x00\x00\x00", b"\xff\xff"],
         write,
     );
+}
+
+/// The Debian FAQ as a real PDF (LaTeX output: compressed streams, Type 1 fonts, ~70 pages):
+/// each case takes ~0.1-1 s, too slow for the suite. `bench/fuzz.sh` runs it
+/// (`LORAG_FUZZ_FAQ_PDF_CASES`, default 100).
+#[test]
+#[ignore = "slow (a 70-page real PDF per case): run by bench/fuzz.sh"]
+fn fuzz_debian_faq_pdf() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pdf = common::gunzip_into(&common::faq_dir().join("debian-faq.en.pdf.gz"), dir.path());
+    let seeds = vec![std::fs::read(pdf).expect("read faq pdf")];
+    let n = env_u64("LORAG_FUZZ_FAQ_PDF_CASES").unwrap_or(100);
+    let tokens: &[&[u8]] = &[
+        b"obj",
+        b"endobj",
+        b"stream",
+        b"/Length 0",
+        b"R",
+        b"<<",
+        b">>",
+        b"[",
+        b"]",
+    ];
+    let stats = fuzz("faq-pdf", n, &seeds, tokens, file_writer("pdf", "pdf"));
+    assert!(stats.ok > 0, "no mutated FAQ PDF loaded");
 }

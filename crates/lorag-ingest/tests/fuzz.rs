@@ -211,6 +211,67 @@ fn out_dir(kind: &str) -> PathBuf {
     dir
 }
 
+/// How one case ended.
+enum Outcome {
+    /// It returned: what, the most bytes it held at once, and the bound on that.
+    Done {
+        case: Case,
+        peak: u64,
+        bound: u64,
+    },
+    Panicked(String),
+    Hung,
+}
+
+/// Loads `cand` (an input of `len` bytes) on a thread of its own with a 2 MiB stack, chunking
+/// what loads with every chunk invariant checked, and waits at most `timeout`.
+fn run_case(cand: &Candidate, len: u64, timeout: Duration) -> Outcome {
+    let bound = (64 << 20) + 64 * len;
+    let (tx, rx) = mpsc::channel();
+    let c = cand.clone();
+    let handle = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || {
+            let case = peak_of(|| match load(&c) {
+                Ok(loaded) => {
+                    let opts = ChunkOptions {
+                        max_tokens: 48,
+                        overlap: 8,
+                    };
+                    for doc in &loaded.documents {
+                        common::chunk_checked(doc, &WordCounter, &opts);
+                    }
+                    Case::Loaded
+                }
+                Err(e) => {
+                    let msg = e.to_string();
+                    assert!(
+                        msg.starts_with(&format!("{}: ", c.source)),
+                        "an error that does not name the file: {msg}"
+                    );
+                    Case::Failed(msg)
+                }
+            });
+            let _ = tx.send(case);
+        })
+        .expect("spawn");
+    match rx.recv_timeout(timeout) {
+        Ok((case, peak)) => {
+            let _ = handle.join();
+            Outcome::Done { case, peak, bound }
+        }
+        Err(mpsc::RecvTimeoutError::Disconnected) => Outcome::Panicked(match handle.join() {
+            Err(p) => p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "panic".into()),
+            Ok(()) => "ended without a result".into(),
+        }),
+        Err(mpsc::RecvTimeoutError::Timeout) => Outcome::Hung,
+    }
+}
+
 /// What a run saw: outcome counts, the largest peak, and distinct error kinds.
 #[derive(Default)]
 struct Stats {
@@ -256,37 +317,28 @@ fn fuzz(
         let _ = std::fs::remove_dir_all(&case_dir);
         std::fs::create_dir_all(&case_dir).expect("case folder");
         let cand = write(&case_dir, &bytes, &mut rng);
-        let bound = (64 << 20) + 64 * bytes.len() as u64;
-        let (tx, rx) = mpsc::channel();
-        let c = cand.clone();
         let started = Instant::now();
-        let handle = std::thread::Builder::new()
-            .stack_size(2 << 20)
-            .spawn(move || {
-                let case = peak_of(|| match load(&c) {
-                    Ok(loaded) => {
-                        let opts = ChunkOptions {
-                            max_tokens: 48,
-                            overlap: 8,
-                        };
-                        for doc in &loaded.documents {
-                            common::chunk_checked(doc, &WordCounter, &opts);
-                        }
-                        Case::Loaded
+        let outcome = run_case(&cand, bytes.len() as u64, timeout);
+        stats.slowest = stats.slowest.max(started.elapsed());
+        let why = match outcome {
+            Outcome::Done { case, peak, bound } => {
+                match case {
+                    Case::Loaded => stats.ok += 1,
+                    Case::Failed(msg) => {
+                        stats.err += 1;
+                        *stats
+                            .errors
+                            .entry(error_kind(&msg, &cand.source))
+                            .or_default() += 1;
                     }
-                    Err(e) => {
-                        let msg = e.to_string();
-                        assert!(
-                            msg.starts_with(&format!("{}: ", c.source)),
-                            "an error that does not name the file: {msg}"
-                        );
-                        Case::Failed(msg)
-                    }
-                });
-                let _ = tx.send(case);
-            })
-            .expect("spawn");
-        let keep = |why: &str, stats: &mut Stats| {
+                }
+                stats.max_peak = stats.max_peak.max(peak);
+                (peak > bound).then(|| format!("held {peak} bytes at once (bound {bound})"))
+            }
+            Outcome::Panicked(why) => Some(format!("panicked: {why}")),
+            Outcome::Hung => Some(format!("still running after {timeout:?} (hang)")),
+        };
+        if let Some(why) = why {
             let name = format!(
                 "case-{i}.{}",
                 cand.path
@@ -299,47 +351,7 @@ fn fuzz(
                 "{kind} case {i} (LORAG_FUZZ_SEED={seed} LORAG_FUZZ_ONLY={i}): {why}; input kept at {}",
                 kept.display()
             ));
-        };
-        match rx.recv_timeout(timeout) {
-            Ok(case) => {
-                let _ = handle.join();
-                let elapsed = started.elapsed();
-                stats.slowest = stats.slowest.max(elapsed);
-                let (case, peak) = case;
-                match case {
-                    Case::Loaded => stats.ok += 1,
-                    Case::Failed(msg) => {
-                        stats.err += 1;
-                        *stats
-                            .errors
-                            .entry(error_kind(&msg, &cand.source))
-                            .or_default() += 1;
-                    }
-                }
-                stats.max_peak = stats.max_peak.max(peak);
-                if peak > bound {
-                    keep(
-                        &format!("held {peak} bytes at once (bound {bound})"),
-                        &mut stats,
-                    );
-                }
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                let why = match handle.join() {
-                    Err(p) => p
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .unwrap_or_else(|| "panic".into()),
-                    Ok(()) => "ended without a result".into(),
-                };
-                keep(&format!("panicked: {why}"), &mut stats);
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                keep(
-                    &format!("still running after {timeout:?} (hang)"),
-                    &mut stats,
-                );
+            if why.ends_with("(hang)") {
                 // The thread cannot be stopped: stop this loader's run here.
                 break;
             }
@@ -733,4 +745,44 @@ fn fuzz_debian_faq_pdf() {
     ];
     let stats = fuzz("faq-pdf", n, &seeds, tokens, file_writer("pdf", "pdf"));
     assert!(stats.ok > 0, "no mutated FAQ PDF loaded");
+}
+
+/// Inputs that failed a fuzz run once (tests/fuzz-findings, named after the bug), replayed
+/// under the same checks: each must now load or be refused cleanly.
+#[test]
+fn kept_fuzz_findings_stay_fixed() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz-findings");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("tests/fuzz-findings")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 6, "{files:?}");
+    for path in files {
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .expect("ext")
+            .to_string();
+        let cand = if ext == "db" {
+            Candidate {
+                source: format!("sqlite:{}?table=notes", path.display()),
+                path: path.clone(),
+                kind: "sqlite".into(),
+            }
+        } else {
+            candidate(&path, &ext)
+        };
+        let len = std::fs::metadata(&path).expect("meta").len();
+        match run_case(&cand, len, Duration::from_secs(60)) {
+            Outcome::Done { case, peak, bound } => {
+                assert!(peak <= bound, "{}: held {peak} bytes", path.display());
+                if let Case::Failed(msg) = case {
+                    eprintln!("{}: refused: {msg}", path.display());
+                }
+            }
+            Outcome::Panicked(why) => panic!("{}: panicked: {why}", path.display()),
+            Outcome::Hung => panic!("{}: hung", path.display()),
+        }
+    }
 }

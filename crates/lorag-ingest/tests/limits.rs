@@ -359,3 +359,78 @@ fn a_pdf_of_10000_pages_loads_in_bounded_time() {
     eprintln!("10000-page PDF: loaded in {took:?}");
     assert!(took < Duration::from_secs(30), "{took:?}");
 }
+
+#[test]
+fn a_pdf_decompression_bomb_is_refused_while_it_inflates() {
+    use lopdf::{dictionary, Object, Stream};
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let good = write_pdf(&dir.path().join("good.pdf"), "T", &[&["Hello."]]);
+    let mut doc = lopdf::Document::load_mem(&good).expect("reload");
+    // A content stream of 300 MiB of spaces, compressed to ~300 KiB.
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    z.write_all(b"BT /F1 12 Tf 72 760 Td (bomb) Tj ET")
+        .expect("zlib");
+    let spaces = vec![b' '; 1 << 20];
+    for _ in 0..300 {
+        z.write_all(&spaces).expect("zlib");
+    }
+    let compressed = z.finish().expect("zlib");
+    assert!(compressed.len() < 2 << 20, "{}", compressed.len());
+    let stream = Stream::new(dictionary! { "Filter" => "FlateDecode" }, compressed);
+    let id = doc.add_object(stream);
+    let page = *doc.get_pages().values().next().expect("a page");
+    doc.get_dictionary_mut(page)
+        .expect("page")
+        .set("Contents", Object::Reference(id));
+    let path = dir.path().join("bomb.pdf");
+    doc.save(&path).expect("save");
+    let started = Instant::now();
+    let err = load_on_worker(&candidate(&path, "pdf"), Duration::from_secs(120)).expect_err("bomb");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}: not a valid PDF file: stream {} {} R inflates to more than 256 MiB (the limit \
+             for one stream; a decompression bomb?)",
+            path.display(),
+            id.0,
+            id.1
+        )
+    );
+    eprintln!("PDF decompression bomb refused in {:?}", started.elapsed());
+}
+
+/// Found by fuzzing: a cross-reference stream whose /W claims a 4294967296-byte field made lopdf
+/// reserve 4 GiB (tests/fuzz-findings/pdf-xref-w-4gib-13054.pdf).
+#[test]
+fn a_pdf_xref_stream_with_huge_field_widths_is_refused() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz-findings/pdf-xref-w-4gib-13054.pdf");
+    let err = load(&candidate(&path, "pdf")).expect_err("refused");
+    assert!(
+        err.to_string().ends_with(
+            "not a valid PDF file: the cross-reference stream's /W [1, 4, 4294967296, 9, 11, 1] \
+             is not 3 field widths of 0-8 bytes"
+        ),
+        "{err}"
+    );
+}
+
+/// Found by fuzzing: rusqlite panics on a column name that is not UTF-8 (a corrupt database).
+#[test]
+fn a_sqlite_column_name_that_is_not_utf8_is_an_error() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fuzz-findings/sqlite-column-name-not-utf8-13981.db");
+    let c = Candidate {
+        source: format!("sqlite:{}?table=notes", path.display()),
+        path: path.clone(),
+        kind: "sqlite".into(),
+    };
+    let err = load(&c).expect_err("refused");
+    assert!(
+        err.to_string()
+            .ends_with("is not valid UTF-8 (a corrupt database?)"),
+        "{err}"
+    );
+    assert!(err.to_string().starts_with(&c.source), "{err}");
+}

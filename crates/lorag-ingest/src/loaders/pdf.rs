@@ -79,7 +79,20 @@ type Extracted = (Option<String>, Vec<(u32, String)>);
 
 /// Parses the PDF and extracts the text of every page; an error names the failing page.
 fn extract(bytes: &[u8]) -> Result<Extracted, String> {
-    let mut doc = pdf_extract::Document::load_mem(bytes).map_err(|e| e.to_string())?;
+    if let Some(problem) = xref_stream_problem(bytes) {
+        return Err(problem);
+    }
+    BOMB.with(|b| b.set(None));
+    let options = pdf_extract::LoadOptions::with_filter(guard_stream);
+    let loaded = pdf_extract::Document::load_mem_with_options(bytes, options);
+    if let Some((id, generation)) = BOMB.with(Cell::take) {
+        return Err(format!(
+            "stream {id} {generation} R inflates to more than {} MiB (the limit for one stream; \
+             a decompression bomb?)",
+            MAX_INFLATED >> 20
+        ));
+    }
+    let mut doc = loaded.map_err(|e| e.to_string())?;
     if doc.is_encrypted() && doc.decrypt("").is_err() {
         return Err("encrypted (needs a password); save an unencrypted copy".to_string());
     }
@@ -102,6 +115,147 @@ fn extract(bytes: &[u8]) -> Result<Extracted, String> {
         None => e.to_string(),
     })?;
     Ok((title, pages))
+}
+
+/// The most bytes one compressed stream may inflate to.
+const MAX_INFLATED: u64 = 256 << 20;
+
+thread_local! {
+    /// The first stream `guard_stream` found over `MAX_INFLATED` in the load on this thread
+    /// (lopdf runs the filter on the loading thread: its `rayon` feature is off).
+    static BOMB: Cell<Option<(u32, u16)>> = const { Cell::new(None) };
+}
+
+/// lopdf's load filter: a Flate stream that inflates past `MAX_INFLATED` (counted in 64 KiB
+/// pieces, never held) is emptied and reported in `BOMB`, so that neither lopdf nor pdf-extract
+/// ever inflates it. The returned object is used only for objects inside object streams.
+fn guard_stream(id: (u32, u16), obj: &mut Object) -> Option<((u32, u16), Object)> {
+    let Object::Stream(stream) = obj else {
+        return Some((id, obj.clone()));
+    };
+    let flate = match stream.dict.get(b"Filter") {
+        Ok(Object::Name(n)) => n == b"FlateDecode",
+        Ok(Object::Array(a)) => a
+            .iter()
+            .any(|f| matches!(f, Object::Name(n) if n == b"FlateDecode")),
+        _ => false,
+    };
+    if flate && inflated_len(&stream.content, MAX_INFLATED + 1) > MAX_INFLATED {
+        stream.content.clear();
+        BOMB.with(|b| {
+            if b.get().is_none() {
+                b.set(Some(id));
+            }
+        });
+    }
+    Some((id, Object::Null))
+}
+
+/// How many bytes zlib data inflates to, counting up to `limit` (what a corrupt tail leaves
+/// undecoded is not counted).
+fn inflated_len(data: &[u8], limit: u64) -> u64 {
+    use std::io::Read;
+    let mut decoder = flate2::read::ZlibDecoder::new(data);
+    let mut buf = vec![0u8; 1 << 16];
+    let mut total = 0u64;
+    while total < limit {
+        match decoder.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => total += n as u64,
+        }
+    }
+    total
+}
+
+/// What lopdf would trust in a cross-reference stream's dictionary (`/Type /XRef`), found by a
+/// scan of the raw bytes before lopdf parses them: `/W` field widths (it allocates each, and
+/// loops over the entries: widths of 4294967295 made it reserve 4 GiB) must be 0-8 with at
+/// least one non-zero.
+fn xref_stream_problem(bytes: &[u8]) -> Option<String> {
+    let mut from = 0;
+    while let Some(p) = find(&bytes[from..], b"/XRef") {
+        let at = from + p;
+        from = at + 5;
+        let Some((start, end)) = enclosing_dict(bytes, at) else {
+            continue;
+        };
+        let dict = &bytes[start..end];
+        let Some(w) = key_int_array(dict, b"/W") else {
+            continue;
+        };
+        if w.len() < 3 || w.iter().any(|&x| !(0..=8).contains(&x)) || w.iter().all(|&x| x == 0) {
+            return Some(format!(
+                "the cross-reference stream's /W {w:?} is not 3 field widths of 0-8 bytes"
+            ));
+        }
+    }
+    None
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// `[start, end)` of the `<< ... >>` dictionary around `at` (nesting counted, 4 KiB each way).
+fn enclosing_dict(b: &[u8], at: usize) -> Option<(usize, usize)> {
+    let lo = at.saturating_sub(4096);
+    let (mut depth, mut i, mut start) = (0usize, at, None);
+    while i > lo + 1 {
+        i -= 1;
+        if &b[i - 1..=i] == b">>" {
+            depth += 1;
+            i -= 1;
+        } else if &b[i - 1..=i] == b"<<" {
+            if depth == 0 {
+                start = Some(i - 1);
+                break;
+            }
+            depth -= 1;
+            i -= 1;
+        }
+    }
+    let start = start?;
+    let hi = (at + 4096).min(b.len());
+    let (mut depth, mut i) = (0usize, start + 2);
+    while i + 1 < hi {
+        if &b[i..i + 2] == b"<<" {
+            depth += 1;
+            i += 2;
+        } else if &b[i..i + 2] == b">>" {
+            if depth == 0 {
+                return Some((start, i + 2));
+            }
+            depth -= 1;
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    None
+}
+
+/// The integers of `KEY [a b c]` in a dictionary's bytes (the key not a prefix of a longer one).
+fn key_int_array(dict: &[u8], key: &[u8]) -> Option<Vec<i64>> {
+    let mut from = 0;
+    while let Some(p) = find(&dict[from..], key) {
+        let after = from + p + key.len();
+        from = after;
+        let rest = &dict[after..];
+        if rest.first().is_some_and(|c| c.is_ascii_alphanumeric()) {
+            continue;
+        }
+        let rest = std::str::from_utf8(rest).ok().or_else(|| {
+            let valid = std::str::from_utf8(rest).err()?.valid_up_to();
+            std::str::from_utf8(&rest[..valid]).ok()
+        })?;
+        let rest = rest.trim_start().strip_prefix('[')?;
+        let inner = &rest[..rest.find(']')?];
+        return inner
+            .split_ascii_whitespace()
+            .map(|t| t.parse::<i64>().ok())
+            .collect();
+    }
+    None
 }
 
 /// A page's text as pdf-extract writes it into a shared buffer.
@@ -299,7 +453,7 @@ thread_local! {
 }
 
 /// Runs `f`, turning a panic into `Err(message)` without printing it.
-fn catch_quiet<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+pub(super) fn catch_quiet<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     static HOOK: Once = Once::new();
     HOOK.call_once(|| {
         let previous = panic::take_hook();

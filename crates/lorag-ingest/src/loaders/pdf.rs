@@ -15,7 +15,8 @@ use std::sync::Once;
 
 use lorag_core::{Document, Page};
 use pdf_extract::{
-    ConvertToFmt, MediaBox, Object, ObjectId, OutputDev, OutputError, PlainTextOutput, Transform,
+    ConvertToFmt, Dictionary, MediaBox, Object, ObjectId, OutputDev, OutputError, PlainTextOutput,
+    Transform,
 };
 
 use super::stem_title;
@@ -407,6 +408,154 @@ fn check_page(doc: &pdf_extract::Document, number: u32, id: ObjectId) -> Result<
     }
     if !media_box {
         return Err(err("no /MediaBox (page size) on the page or its parents"));
+    }
+    check_content(doc, id, resources_dict(doc, id)).map_err(|what| err(&what))
+}
+
+/// The page's `Resources` as pdf-extract finds them (the first on the `/Parent` chain that is a
+/// dictionary; `check_page` has made sure the chain ends).
+fn resources_dict(doc: &pdf_extract::Document, id: ObjectId) -> Option<&Dictionary> {
+    let mut dict = doc.get_dictionary(id).ok()?;
+    for _ in 0..=MAX_TREE_DEPTH {
+        if let Ok(Object::Dictionary(r)) = dict
+            .get(b"Resources")
+            .and_then(|o| doc.dereference(o))
+            .map(|(_, o)| o)
+        {
+            return Some(r);
+        }
+        let parent = dict.get(b"Parent").and_then(Object::as_reference).ok()?;
+        dict = doc.get_dictionary(parent).ok()?;
+    }
+    None
+}
+
+/// The operators pdf-extract reads in a content stream, with what it assumes of their operands
+/// (it asserts or unwraps): that many numbers at least (`exact`: exactly that many).
+fn numeric_operands(op: &str) -> Option<(usize, bool)> {
+    Some(match op {
+        "cm" | "Tm" => (6, true),
+        "c" => (6, false),
+        "Td" | "TD" => (2, true),
+        "m" | "l" => (2, false),
+        "v" | "y" | "re" => (4, false),
+        "Tc" | "Tw" | "Tz" | "TL" | "Ts" | "w" => (1, false),
+        _ => return None,
+    })
+}
+
+/// Checks a page's content stream for what pdf-extract unwraps: the content decodes; the
+/// operators above have their numbers; `Tf` names a font of the page's resources that resolves to
+/// a font dictionary with a `/Subtype` (and a `/BaseFont` unless Type3); `Tj` shows a string,
+/// and text is shown only once a font is selected (`q`/`Q` save and restore it);
+/// `CS`/`cs`/`gs` take a name, and `gs` one of the page's `/ExtGState`s. Only what is used is
+/// checked: a broken font no operator selects is no error.
+fn check_content(
+    doc: &pdf_extract::Document,
+    id: ObjectId,
+    resources: Option<&Dictionary>,
+) -> Result<(), String> {
+    let content = doc
+        .get_page_content(id)
+        .map_err(|e| format!("its content cannot be read ({e})"))?;
+    let content = pdf_extract::content::Content::decode(&content)
+        .map_err(|e| format!("its content stream cannot be parsed ({e})"))?;
+    fn resolve<'a>(doc: &'a pdf_extract::Document, o: &'a Object) -> Option<&'a Object> {
+        doc.dereference(o).ok().map(|(_, o)| o)
+    }
+    let sub_dict = |key: &[u8]| -> Option<&Dictionary> {
+        match resolve(doc, resources?.get(key).ok()?)? {
+            Object::Dictionary(d) => Some(d),
+            _ => None,
+        }
+    };
+    let is_num = |o: &Object| matches!(o, Object::Integer(_) | Object::Real(_));
+    let name_of = |o: &Object| String::from_utf8_lossy(o.as_name().unwrap_or(b"?")).into_owned();
+    let mut fonts_seen: HashSet<Vec<u8>> = HashSet::new();
+    // Whether a font is selected, and the values saved by `q` (restored by `Q`).
+    let (mut font_set, mut saved) = (false, Vec::new());
+    for (k, op) in content.operations.iter().enumerate() {
+        let bad = |what: &str| Err(format!("operator {k} ({}) {what}", op.operator));
+        let operands = &op.operands;
+        if let Some((n, exact)) = numeric_operands(&op.operator) {
+            if operands.len() < n
+                || (exact && operands.len() != n)
+                || !operands[..n].iter().all(is_num)
+            {
+                return bad(&format!("needs {n} numbers"));
+            }
+            continue;
+        }
+        match op.operator.as_str() {
+            "Tf" => {
+                let [name, size, ..] = &operands[..] else {
+                    return bad("needs a font name and a size");
+                };
+                let (Ok(name), true) = (name.as_name(), is_num(size)) else {
+                    return bad("needs a font name and a size");
+                };
+                font_set = true;
+                if !fonts_seen.insert(name.to_vec()) {
+                    continue;
+                }
+                let shown = String::from_utf8_lossy(name);
+                let Some(fonts) = sub_dict(b"Font") else {
+                    return bad("selects a font, but the page's resources have no /Font");
+                };
+                let Some(Object::Dictionary(font)) =
+                    fonts.get(name).ok().and_then(|o| resolve(doc, o))
+                else {
+                    return bad(&format!(
+                        "selects font /{shown}, which the resources do not hold"
+                    ));
+                };
+                let name_key = |key: &[u8]| {
+                    font.get(key)
+                        .ok()
+                        .and_then(|o| resolve(doc, o))
+                        .and_then(|o| o.as_name().ok())
+                        .map(|n| n.to_vec())
+                };
+                let Some(subtype) = name_key(b"Subtype") else {
+                    return bad(&format!("selects font /{shown}, which has no /Subtype"));
+                };
+                if subtype != b"Type3" && name_key(b"BaseFont").is_none() {
+                    return bad(&format!("selects font /{shown}, which has no /BaseFont"));
+                }
+            }
+            "q" => saved.push(font_set),
+            "Q" => font_set = saved.pop().unwrap_or(font_set),
+            "Tj" if !matches!(operands.first(), Some(Object::String(..))) => {
+                return bad("needs a string");
+            }
+            "Tj" if !font_set => return bad("shows text before a font is selected (Tf)"),
+            "TJ" if operands.is_empty() => return bad("needs an array"),
+            "TJ" if !font_set
+                && matches!(&operands[0], Object::Array(a)
+                    if a.iter().any(|e| matches!(e, Object::String(..)))) =>
+            {
+                return bad("shows text before a font is selected (Tf)");
+            }
+            "CS" | "cs" if operands.first().and_then(|o| o.as_name().ok()).is_none() => {
+                return bad("needs a colour space name");
+            }
+            "gs" => {
+                let Some(Ok(name)) = operands.first().map(Object::as_name) else {
+                    return bad("needs a graphics state name");
+                };
+                let found = sub_dict(b"ExtGState")
+                    .and_then(|g| g.get(name).ok())
+                    .and_then(|o| resolve(doc, o))
+                    .is_some_and(|o| matches!(o, Object::Dictionary(_)));
+                if !found {
+                    return bad(&format!(
+                        "selects graphics state /{}, which the resources do not hold",
+                        name_of(&operands[0])
+                    ));
+                }
+            }
+            _ => {}
+        }
     }
     Ok(())
 }

@@ -268,3 +268,26 @@ fn discover_keeps_utf16_files_and_still_skips_binary() {
     assert_eq!(skipped.len(), 1);
     assert_eq!(skipped[0].reason, "binary content (NUL bytes)");
 }
+
+/// The file lorag-cli's tests/kb.rs expects in `failed` (that test needs the llama.cpp build):
+/// the same bytes are refused here.
+#[test]
+fn the_cli_tests_mixed_file_is_undecodable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bytes = [
+        "café crème in UTF-8, then a stray byte: ".as_bytes(),
+        b"\xe9!",
+    ]
+    .concat();
+    let path = write(dir.path(), "mixed.txt", &bytes);
+    let err = load(&candidate(&path, "txt")).expect_err("mixed");
+    assert!(matches!(err, IngestError::Undecodable { .. }), "{err}");
+    // The file that test held before, Latin-1 with ÿþ, is decoded now.
+    let path = write(
+        dir.path(),
+        "latin1.txt",
+        b"caf\xe9 cr\xe8me, not UTF-8 \xff\xfe",
+    );
+    let doc = common::load_one(&path, "txt");
+    assert_eq!(doc.text, "café crème, not UTF-8 ÿþ");
+}

@@ -4,7 +4,8 @@
 //! content; else valid UTF-8 is UTF-8; else the encoding the file declares (HTML `charset`), or
 //! the one `chardetng` guesses (Windows-1252 for Latin-1 text, Shift_JIS, ...), decodes it. Only
 //! bytes that no encoding explains are an error: a sequence invalid in the chosen encoding, control
-//! characters that text does not hold, or a file that mixes UTF-8 with other bytes.
+//! characters that text does not hold, or a file that mixes UTF-8 with the bytes of a single-byte
+//! encoding (decoding it either way would garble part of it).
 
 use encoding_rs::{Encoding, UTF_16BE, UTF_16LE, UTF_8};
 
@@ -134,8 +135,9 @@ fn has_utf8_multibyte(bytes: &[u8]) -> bool {
     bytes.utf8_chunks().any(|c| !c.valid().is_ascii())
 }
 
-/// Control characters that text files do not hold (tab, line feed, vertical tab, form feed and
-/// carriage return are text; so are the C1 controls' printable neighbours).
+/// Control characters that text files do not hold: C0 controls other than tab, line feed,
+/// vertical tab, form feed and carriage return; DEL; and the C1 controls (U+0080-U+009F), which a
+/// legacy decoding yields only for bytes the encoding leaves undefined.
 fn is_binary_control(c: char) -> bool {
     matches!(c, '\u{1}'..='\u{8}' | '\u{e}'..='\u{1f}' | '\u{7f}'..='\u{9f}')
 }

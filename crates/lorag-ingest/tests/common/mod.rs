@@ -127,7 +127,8 @@ pub fn check_chunks(
                         Some("") => true,
                         Some(rest) => {
                             let u = rest.trim();
-                            rest.starts_with('\n')
+                            // (the heading line may end in spaces)
+                            rest.trim_start_matches([' ', '\t']).starts_with('\n')
                                 && !u.is_empty()
                                 && !u.contains('\n')
                                 && (u.bytes().all(|b| b == b'=') || u.bytes().all(|b| b == b'-'))

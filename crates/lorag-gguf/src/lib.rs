@@ -4,6 +4,11 @@
 //! Invariants:
 //! - [`Gguf::open`] never panics on bad input: a file that is not GGUF, a version we do not know,
 //!   or a file cut short (header or tensor data) is an [`Error`] that names the file and the problem.
+//! - Memory is bounded by the file: every count read from the file (keys, tensors, array
+//!   elements, string lengths) is checked against the bytes left in the file times the fewest
+//!   bytes one item takes before anything is reserved, and no reservation exceeds the bytes left
+//!   (a vector grows past that only as items are actually read). Shapes whose element or byte
+//!   count overflows 64 bits, and an alignment that is not a power of two up to 1 MiB, are errors.
 //! - [`Writer`] writes little-endian GGUF v3 with `general.alignment` (default 32) respected for every tensor.
 
 pub mod tiny;
@@ -34,6 +39,26 @@ pub enum Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// The fewest bytes one metadata key/value takes in a file (key length 8, type 4, a 1-byte value).
+const MIN_KV_BYTES: u64 = 13;
+/// The fewest bytes one tensor directory entry takes (name length 8, dimension count 4, type 4,
+/// offset 8).
+const MIN_TENSOR_BYTES: u64 = 24;
+/// The largest `general.alignment` accepted (llama.cpp requires a power of two).
+const MAX_ALIGNMENT: u64 = 1 << 20;
+
+/// The fewest bytes a value of type `ty` takes inside an array (`None`: unknown, or an array,
+/// which GGUF arrays cannot hold here).
+fn min_value_size(ty: u32) -> Option<u64> {
+    Some(match ty {
+        0 | 1 | 7 => 1,
+        2 | 3 => 2,
+        4..=6 => 4,
+        8 | 10..=12 => 8,
+        _ => return None,
+    })
+}
 
 /// The tensor types of ggml, with their block geometry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -128,10 +153,13 @@ impl GgmlType {
         }
     }
 
-    /// Bytes needed for `n` elements, or None when `n` is not a whole number of blocks.
+    /// Bytes needed for `n` elements, or None when `n` is not a whole number of blocks (or the
+    /// byte count overflows).
     pub fn bytes_for(self, n: u64) -> Option<u64> {
         let (per, bytes) = self.block()?;
-        n.is_multiple_of(per).then(|| n / per * bytes)
+        n.is_multiple_of(per)
+            .then(|| (n / per).checked_mul(bytes))
+            .flatten()
     }
 }
 
@@ -269,8 +297,9 @@ pub struct TensorInfo {
 }
 
 impl TensorInfo {
+    /// The element count (saturating: `Gguf::open` refuses shapes whose count overflows).
     pub fn n_elements(&self) -> u64 {
-        self.dims.iter().product()
+        self.dims.iter().fold(1u64, |p, &d| p.saturating_mul(d))
     }
     pub fn n_bytes(&self) -> Option<u64> {
         self.ty.bytes_for(self.n_elements())
@@ -315,6 +344,30 @@ impl<R: Read> Cursor<R> {
         self.pos += n;
         Ok(buf)
     }
+    fn left(&self) -> u64 {
+        self.size.saturating_sub(self.pos)
+    }
+    /// Errors when `n` items of at least `min` bytes each cannot fit in the rest of the file.
+    fn check_count(&self, n: u64, min: u64, what: &str) -> Result<()> {
+        if n.checked_mul(min).is_none_or(|need| need > self.left()) {
+            return Err(Error::Truncated {
+                path: self.path.clone(),
+                what: format!(
+                    "{what} claims {n} entries of at least {min} bytes, but {} bytes are left \
+                     in the file (offset {})",
+                    self.left(),
+                    self.pos
+                ),
+            });
+        }
+        Ok(())
+    }
+    /// How many `T`s to reserve for `n` items announced by the file: never more memory than
+    /// the bytes left in the file (the vector grows past that only as items are really read).
+    fn capacity_for<T>(&self, n: u64) -> usize {
+        let fit = self.left() / (std::mem::size_of::<T>().max(1) as u64);
+        n.min(fit) as usize
+    }
     fn arr<const N: usize>(&mut self, what: &str) -> Result<[u8; N]> {
         let v = self.bytes(N as u64, what)?;
         Ok(v.try_into().expect("length checked"))
@@ -347,16 +400,15 @@ impl<R: Read> Cursor<R> {
             9 if depth == 0 => {
                 let et = self.u32(key)?;
                 let n = self.u64(key)?;
-                // Each element takes at least one byte: a count beyond the file is a lie.
-                if n > self.size.saturating_sub(self.pos) {
-                    return Err(Error::Truncated {
+                let Some(min) = min_value_size(et) else {
+                    return Err(Error::Malformed {
                         path: self.path.clone(),
-                        what: format!(
-                            "array {key:?} claims {n} elements, more than the file holds"
-                        ),
+                        what: format!("array {key:?} has elements of unknown or nested type {et}"),
                     });
-                }
-                let mut v = Vec::with_capacity(n as usize);
+                };
+                // Each element takes at least `min` bytes: a count beyond the file is a lie.
+                self.check_count(n, min, &format!("array {key:?}"))?;
+                let mut v = Vec::with_capacity(self.capacity_for::<Value>(n));
                 for _ in 0..n {
                     v.push(self.value(et, key, depth + 1)?);
                 }
@@ -418,12 +470,11 @@ impl Gguf {
         }
         let n_tensors = c.u64("tensor count")?;
         let n_kv = c.u64("metadata count")?;
-        if n_tensors > size || n_kv > size {
-            return Err(Error::Malformed {
-                path,
-                what: format!("counts ({n_tensors} tensors, {n_kv} keys) exceed the file size"),
-            });
-        }
+        // A key takes at least 13 bytes (length, type, a 1-byte value); a tensor entry 24 (name
+        // length, dimension count, type, offset): counts the file cannot hold are refused
+        // before anything is reserved for them.
+        c.check_count(n_kv, MIN_KV_BYTES, "the metadata count")?;
+        c.check_count(n_tensors, MIN_TENSOR_BYTES, "the tensor count")?;
         let mut metadata = BTreeMap::new();
         for i in 0..n_kv {
             let key = c.string(&format!("metadata key #{i}"))?;
@@ -431,7 +482,8 @@ impl Gguf {
             let v = c.value(ty, &key, 0)?;
             metadata.insert(key, v);
         }
-        let mut tensors = Vec::with_capacity(n_tensors as usize);
+        c.check_count(n_tensors, MIN_TENSOR_BYTES, "the tensor count")?;
+        let mut tensors = Vec::with_capacity(c.capacity_for::<TensorInfo>(n_tensors));
         for i in 0..n_tensors {
             let name = c.string(&format!("tensor name #{i}"))?;
             let nd = c.u32(&name)?;
@@ -454,17 +506,41 @@ impl Gguf {
                 offset,
             });
         }
-        let align = metadata
-            .get("general.alignment")
-            .and_then(Value::as_u64)
-            .unwrap_or(DEFAULT_ALIGNMENT)
-            .max(1);
+        let align = match metadata.get("general.alignment") {
+            None => DEFAULT_ALIGNMENT,
+            Some(v) => match v.as_u64() {
+                Some(a) if a.is_power_of_two() && a <= MAX_ALIGNMENT => a,
+                _ => {
+                    return Err(Error::Malformed {
+                        path,
+                        what: format!(
+                            "general.alignment is {v:?}, not a power of two up to {MAX_ALIGNMENT}"
+                        ),
+                    })
+                }
+            },
+        };
+        // pos <= size and align <= 1 MiB: no overflow.
         let data_offset = c.pos.div_ceil(align) * align;
         for t in &tensors {
+            if t.dims
+                .iter()
+                .try_fold(1u64, |p, &d| p.checked_mul(d))
+                .is_none()
+            {
+                return Err(Error::Malformed {
+                    path: path.clone(),
+                    what: format!(
+                        "tensor {:?}: shape {:?} has more elements than a 64-bit count holds",
+                        t.name, t.dims
+                    ),
+                });
+            }
             let n = t.n_bytes().ok_or_else(|| Error::Malformed {
                 path: path.clone(),
                 what: format!(
-                    "tensor {:?}: type {} with shape {:?} is not a whole number of blocks",
+                    "tensor {:?}: type {} with shape {:?} is not a whole number of blocks \
+                     (or its byte count overflows)",
                     t.name, t.ty.0, t.dims
                 ),
             })?;
@@ -512,7 +588,9 @@ impl Gguf {
         self.get_u64(&format!("{}.{suffix}", self.architecture()?))
     }
     pub fn n_params(&self) -> u64 {
-        self.tensors.iter().map(TensorInfo::n_elements).sum()
+        self.tensors
+            .iter()
+            .fold(0u64, |s, t| s.saturating_add(t.n_elements()))
     }
     pub fn tensor(&self, name: &str) -> Option<&TensorInfo> {
         self.tensors.iter().find(|t| t.name == name)

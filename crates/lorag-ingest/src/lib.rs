@@ -10,8 +10,16 @@
 //!   pattern. `load` and `fingerprint` work on one candidate at a time.
 //! - **Errors name their source.** Every [`IngestError`] displays the source (the path as the
 //!   user gave it, or the `sqlite:` spec) and a reason a user can act on, e.g.
-//!   `notes/a.txt: invalid UTF-8 at byte 17 (save the file as UTF-8)`. No panic on user data:
-//!   the PDF extractor runs under `catch_unwind`.
+//!   `notes/a.txt: empty file (nothing to index)`. No panic on user data: the PDF extractor
+//!   runs under `catch_unwind`.
+//! - **Any text encoding**: text formats (txt, md, html, csv, json, jsonl) in UTF-8, UTF-16 with
+//!   a byte-order mark, or a legacy encoding (Windows-1252/Latin-1, Shift_JIS... detected with
+//!   `chardetng`) are decoded; a source that was not UTF-8 has its encoding in each document's
+//!   metadata as `encoding` (`windows-1252`, `UTF-16LE`). Only bytes that no encoding explains
+//!   are an error ([`IngestError::Undecodable`]).
+//! - **Bounded memory**: a file larger than [`MAX_FILE_BYTES`] is refused before it is read
+//!   ([`IngestError::TooLarge`]); a DOCX part larger than [`MAX_DOCX_PART_BYTES`] uncompressed
+//!   is refused while it is inflated (zip bombs); [`fingerprint`] hashes a file in pieces.
 //! - **Sources are never canonicalized**: input `docs/` gives `docs/a/b.md`.
 //! - **Spans**: every `start`/`end` (sections, pages, chunks) is a byte offset into
 //!   `Document::text` at a character boundary. For a chunk, `chunk.text == doc.text[start..end]`,
@@ -32,7 +40,7 @@ mod walk;
 use std::path::PathBuf;
 
 pub use chunk::chunk;
-pub use loaders::{fingerprint, load};
+pub use loaders::{fingerprint, load, MAX_DOCX_PART_BYTES, MAX_FILE_BYTES};
 pub use walk::discover;
 
 #[doc(no_inline)]
@@ -120,8 +128,25 @@ pub enum IngestError {
     Empty { input: String },
     #[error("{input}: binary content (NUL bytes), not text")]
     Binary { input: String },
-    #[error("{input}: invalid UTF-8 at byte {offset} (save the file as UTF-8)")]
-    InvalidUtf8 { input: String, offset: usize },
+    /// Bytes that no text encoding explains (the offset is the first byte that is not UTF-8,
+    /// or the first byte invalid in the encoding a byte-order mark names).
+    #[error("{input}: cannot decode the text: {reason}")]
+    Undecodable {
+        input: String,
+        offset: usize,
+        reason: String,
+    },
+    /// A file larger than the loader reads into memory.
+    #[error(
+        "{input}: the file is {} ({size} bytes), over the {} limit for one file; split it into smaller files",
+        human_bytes(*.size),
+        human_bytes(*.limit)
+    )]
+    TooLarge {
+        input: String,
+        size: u64,
+        limit: u64,
+    },
     /// The content is not valid for its format (corrupt PDF, malformed CSV...).
     #[error("{input}: not a valid {format} file: {reason}")]
     Parse {
@@ -158,7 +183,8 @@ impl IngestError {
             | IngestError::Io { input, .. }
             | IngestError::Empty { input }
             | IngestError::Binary { input }
-            | IngestError::InvalidUtf8 { input, .. }
+            | IngestError::Undecodable { input, .. }
+            | IngestError::TooLarge { input, .. }
             | IngestError::Parse { input, .. }
             | IngestError::Line { input, .. }
             | IngestError::NoText { input, .. }
@@ -166,4 +192,21 @@ impl IngestError {
             | IngestError::Unsupported { input, .. } => Some(input),
         }
     }
+}
+
+/// `1.5 GiB`, `64 MiB`, `12 KiB`, `7 bytes`.
+fn human_bytes(n: u64) -> String {
+    const UNITS: [(&str, u64); 3] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+    for (unit, size) in UNITS {
+        if n >= size {
+            let whole = n / size;
+            let tenth = (n % size) * 10 / size;
+            return if tenth == 0 {
+                format!("{whole} {unit}")
+            } else {
+                format!("{whole}.{tenth} {unit}")
+            };
+        }
+    }
+    format!("{n} bytes")
 }

@@ -125,7 +125,8 @@ struct Walk<'a> {
 /// Expands inputs (files, directories walked recursively, or `sqlite:PATH?table=T` /
 /// `sqlite:PATH?query=SELECT...`) into candidates, in input order and, within a directory, by
 /// name. Hidden files and directories (name starting with `.`) met during a walk, binary files
-/// (by extension, and for text kinds by NUL bytes in the first 8 KiB), unsupported extensions,
+/// (by extension, and for text kinds by NUL bytes in the first 8 KiB without a UTF-16 byte-order
+/// mark), unsupported extensions,
 /// files filtered by `opts`, non-regular files and second paths to an already found file are
 /// skipped with a reason; so is an input that does not exist ("not found"). A file named
 /// explicitly is taken even when hidden. Symbolic links are followed. The only error is an
@@ -312,10 +313,12 @@ fn file_name(path: &Path) -> String {
         .unwrap_or_else(|| path.to_string_lossy().into_owned())
 }
 
+/// NUL bytes in the first 8 KiB, unless a UTF-16 byte-order mark says they are text.
 fn has_nul_prefix(path: &Path) -> std::io::Result<bool> {
     let mut head = Vec::with_capacity(SNIFF_BYTES as usize);
     fs::File::open(path)?
         .take(SNIFF_BYTES)
         .read_to_end(&mut head)?;
-    Ok(head.contains(&0))
+    let utf16 = head.starts_with(b"\xff\xfe") || head.starts_with(b"\xfe\xff");
+    Ok(!utf16 && head.contains(&0))
 }

@@ -49,26 +49,28 @@ fn binary_renamed_txt() {
 }
 
 #[test]
-fn invalid_utf8_names_the_byte() {
+fn text_no_encoding_explains_names_the_byte() {
     let dir = tempfile::tempdir().expect("tempdir");
+    // Latin-1 is not refused any more (tests/encodings.rs): it is decoded.
     let path = write(dir.path(), "latin1.txt", b"Caf\xe9 au lait");
-    let err = load_err(&candidate(&path, "txt"));
-    assert_eq!(
-        err.to_string(),
-        format!(
-            "{}: invalid UTF-8 at byte 3 (save the file as UTF-8)",
-            path.display()
-        )
-    );
+    let loaded = load(&candidate(&path, "txt")).expect("Latin-1 decodes");
+    assert_eq!(loaded.documents[0].text, "Café au lait");
+    // UTF-8 with one stray byte: no one encoding explains the file.
     let path = write(dir.path(), "late.md", "# Title\n\nvalid ü then ".as_bytes());
     let mut bytes = std::fs::read(&path).expect("read");
     let offset = bytes.len();
     bytes.extend([0xff, b'x']);
     std::fs::write(&path, bytes).expect("write");
-    assert!(matches!(
-        load_err(&candidate(&path, "md")),
-        IngestError::InvalidUtf8 { offset: o, .. } if o == offset
-    ));
+    let err = load_err(&candidate(&path, "md"));
+    assert!(
+        matches!(err, IngestError::Undecodable { offset: o, .. } if o == offset),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains(&format!("byte 0xFF at offset {offset} is not UTF-8")),
+        "{err}"
+    );
 }
 
 #[test]

@@ -4,75 +4,13 @@
 mod common;
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use common::{candidate, chunk_checked, load_one, CharCounter};
+use common::{candidate, chunk_checked, load_one, para, run, write_docx, write_pdf, CharCounter};
 use lorag_core::WordCounter;
 use lorag_ingest::{load, ChunkOptions, IngestError};
 
 // ---------- PDF ----------
-
-/// A real PDF with one page per entry of `pages` (each a list of lines, Helvetica 12pt) and an
-/// information dictionary title.
-fn write_pdf(path: &Path, title: &str, pages: &[&[&str]]) -> Vec<u8> {
-    use lopdf::content::{Content, Operation};
-    use lopdf::{dictionary, Document, Object, Stream};
-
-    let mut doc = Document::with_version("1.5");
-    let pages_id = doc.new_object_id();
-    let font_id = doc.add_object(dictionary! {
-        "Type" => "Font",
-        "Subtype" => "Type1",
-        "BaseFont" => "Helvetica",
-    });
-    let resources_id = doc.add_object(dictionary! {
-        "Font" => dictionary! { "F1" => font_id },
-    });
-    let mut kids = Vec::new();
-    for lines in pages {
-        let mut ops = vec![
-            Operation::new("BT", vec![]),
-            Operation::new("Tf", vec!["F1".into(), 12.into()]),
-            Operation::new("TL", vec![16.into()]),
-            Operation::new("Td", vec![72.into(), 760.into()]),
-        ];
-        for line in *lines {
-            ops.push(Operation::new("Tj", vec![Object::string_literal(*line)]));
-            ops.push(Operation::new("T*", vec![]));
-        }
-        ops.push(Operation::new("ET", vec![]));
-        let content = Content { operations: ops };
-        let content_id = doc.add_object(Stream::new(
-            dictionary! {},
-            content.encode().expect("encode content"),
-        ));
-        let page_id = doc.add_object(dictionary! {
-            "Type" => "Page",
-            "Parent" => pages_id,
-            "Contents" => content_id,
-        });
-        kids.push(page_id.into());
-    }
-    let count = kids.len() as i64;
-    doc.objects.insert(
-        pages_id,
-        Object::Dictionary(dictionary! {
-            "Type" => "Pages",
-            "Kids" => kids,
-            "Count" => count,
-            "Resources" => resources_id,
-            "MediaBox" => vec![0.into(), 0.into(), 612.into(), 792.into()],
-        }),
-    );
-    let catalog_id = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
-    let info_id = doc.add_object(dictionary! { "Title" => Object::string_literal(title) });
-    doc.trailer.set("Root", catalog_id);
-    doc.trailer.set("Info", info_id);
-    let mut bytes = Vec::new();
-    doc.save_to(&mut bytes).expect("save pdf");
-    std::fs::write(path, &bytes).expect("write pdf");
-    bytes
-}
 
 #[test]
 fn pdf_pages_are_spans_with_their_text() {
@@ -159,63 +97,6 @@ fn corrupt_pdfs_are_errors_naming_the_file() {
 }
 
 // ---------- DOCX ----------
-
-const W_NS: &str = "http://schemas.openxmlformats.org/wordprocessingml/2006/main";
-
-fn para(style: Option<&str>, runs: &str) -> String {
-    let ppr = style.map_or(String::new(), |s| {
-        format!("<w:pPr><w:pStyle w:val=\"{s}\"/></w:pPr>")
-    });
-    format!("<w:p>{ppr}{runs}</w:p>")
-}
-
-fn run(text: &str) -> String {
-    format!("<w:r><w:t xml:space=\"preserve\">{text}</w:t></w:r>")
-}
-
-/// A real .docx: content types, package relationships, the document and optionally styles.
-fn write_docx(path: &Path, body: &str, styles: Option<&str>) {
-    use zip::write::SimpleFileOptions;
-    let file = std::fs::File::create(path).expect("create docx");
-    let mut zip = zip::ZipWriter::new(file);
-    let opts = SimpleFileOptions::default();
-    let mut add = |name: &str, content: &str| {
-        zip.start_file(name, opts).expect("zip entry");
-        zip.write_all(content.as_bytes()).expect("zip write");
-    };
-    add(
-        "[Content_Types].xml",
-        r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
-<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">
-<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>
-<Default Extension="xml" ContentType="application/xml"/>
-<Override PartName="/word/document.xml" ContentType="application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"/>
-</Types>"#,
-    );
-    add(
-        "_rels/.rels",
-        r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
-<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">
-<Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument" Target="word/document.xml"/>
-</Relationships>"#,
-    );
-    add(
-        "word/document.xml",
-        &format!(
-            r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
-<w:document xmlns:w="{W_NS}"><w:body>{body}<w:sectPr/></w:body></w:document>"#
-        ),
-    );
-    if let Some(styles) = styles {
-        add(
-            "word/styles.xml",
-            &format!(
-                r#"<?xml version="1.0" encoding="UTF-8"?><w:styles xmlns:w="{W_NS}">{styles}</w:styles>"#
-            ),
-        );
-    }
-    zip.finish().expect("finish zip");
-}
 
 #[test]
 fn docx_headings_become_sections() {

@@ -14,8 +14,9 @@ use super::{collapse_ws, stem_title, SectionBuilder};
 use crate::{Candidate, IngestError};
 
 const W: &str = "http://schemas.openxmlformats.org/wordprocessingml/2006/main";
-/// The most uncompressed XML read from one part (a guard against zip bombs).
-const MAX_PART: u64 = 512 << 20;
+/// The most uncompressed XML read from one part (a guard against zip bombs): past it the part
+/// is refused while it is inflated, never read whole.
+pub const MAX_PART: u64 = 64 << 20;
 
 /// What a paragraph style means here.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -120,7 +121,10 @@ fn read_part(
         .read_to_end(&mut bytes)
         .map_err(|e| format!("{name}: {e}"))?;
     if bytes.len() as u64 > MAX_PART {
-        return Err(format!("{name} is larger than {} MiB", MAX_PART >> 20));
+        return Err(format!(
+            "{name} inflates to more than {} MiB (the limit for one part; a zip bomb?)",
+            MAX_PART >> 20
+        ));
     }
     String::from_utf8(bytes).map(Some).map_err(|e| {
         format!(

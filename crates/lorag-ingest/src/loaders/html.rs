@@ -11,22 +11,28 @@
 //!   ` | `; list items start with `- `. Entities are decoded by the parser.
 //! - `h1`-`h6` become sections, each heading on its own line; `<title>` is the title (else the
 //!   first heading, else the file stem).
-//! - Bytes that are not UTF-8 are decoded with the charset the page declares, if any.
+//! - Bytes that are not UTF-8 are decoded with the charset the page declares, else the one
+//!   `chardetng` guesses (a byte-order mark comes first); the encoding is recorded as `encoding`.
 
 use lorag_core::Document;
 use scraper::{ElementRef, Html, Node};
 
-use super::{collapse_ws, decode_text, stem_title, SectionBuilder};
+use super::{collapse_ws, record_encoding, stem_title, SectionBuilder};
 use crate::{Candidate, IngestError};
 
 pub(super) fn load(c: &Candidate, bytes: &[u8]) -> Result<Vec<Document>, IngestError> {
-    let source = match decode_text(&c.source, bytes) {
-        Err(IngestError::InvalidUtf8 { input, offset }) => {
-            declared_charset_decode(bytes).ok_or(IngestError::InvalidUtf8 { input, offset })?
-        }
-        other => other?,
-    };
-    let html = Html::parse_document(&source);
+    let decoded = super::decode::decode(&c.source, bytes, declared_charset(bytes))?;
+    let depth = nesting_depth(&decoded.text, MAX_DEPTH);
+    if depth > MAX_DEPTH {
+        return Err(IngestError::Parse {
+            input: c.source.clone(),
+            format: "HTML",
+            reason: format!(
+                "elements are nested more than {MAX_DEPTH} deep (the limit; browsers stop at 512)"
+            ),
+        });
+    }
+    let html = Html::parse_document(&decoded.text);
     let root = content_root(&html);
     let mut out = Out::default();
     out.walk(root);
@@ -43,12 +49,131 @@ pub(super) fn load(c: &Candidate, bytes: &[u8]) -> Result<Vec<Document>, IngestE
     let mut doc = Document::new(&c.source, "html", out.text);
     doc.sections = out.sections.finish(doc.text.len());
     doc.title = title;
-    Ok(vec![doc])
+    let mut docs = vec![doc];
+    record_encoding(&mut docs, decoded.encoding);
+    Ok(docs)
 }
 
-/// Decodes bytes with the `charset` a page declares in its first KiB (`<meta charset=...>` or
-/// `content="text/html; charset=..."`).
-fn declared_charset_decode(bytes: &[u8]) -> Option<String> {
+/// The deepest element nesting a page may have. The HTML parser's work grows with the square of
+/// the depth (100,000 nested `<div>`s take a minute), and no real page comes near it.
+const MAX_DEPTH: usize = 1024;
+
+/// An upper estimate of how deep the parser will nest the page's elements, by a linear scan of
+/// its tags (stopping once past `limit`): void elements, elements whose end tag is optional (`p`,
+/// `li`, `td`...) and self-closed ones do not nest; an end tag closes the elements opened after
+/// its start tag; one without a matching start tag is ignored, as the parser ignores it;
+/// comments and the text of `script`, `style` and the like are skipped.
+fn nesting_depth(html: &str, limit: usize) -> usize {
+    use std::collections::HashMap;
+    let b = html.as_bytes();
+    let mut stack: Vec<String> = Vec::new();
+    let mut open: HashMap<String, usize> = HashMap::new();
+    let mut max = 0;
+    let mut i = 0;
+    let find = |from: usize, pat: &[u8]| -> usize {
+        b[from.min(b.len())..]
+            .windows(pat.len())
+            .position(|w| w.eq_ignore_ascii_case(pat))
+            .map_or(b.len(), |p| from + p)
+    };
+    while let Some(p) = b[i..].iter().position(|&c| c == b'<') {
+        i += p + 1;
+        if b[i..].starts_with(b"!--") {
+            i = find(i + 3, b"-->");
+            continue;
+        }
+        let close = b.get(i) == Some(&b'/');
+        let start = i + usize::from(close);
+        let len = b[start..]
+            .iter()
+            .take_while(|c| c.is_ascii_alphanumeric() || **c == b'-' || **c == b':')
+            .count();
+        if len == 0 || !b[start].is_ascii_alphabetic() {
+            continue;
+        }
+        let name = html[start..start + len].to_ascii_lowercase();
+        let end = find(start + len, b">");
+        i = end;
+        if close {
+            if open.get(&name).copied().unwrap_or(0) > 0 {
+                while let Some(top) = stack.pop() {
+                    *open.entry(top.clone()).or_default() -= 1;
+                    if top == name {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        let self_closed = end > 0 && b.get(end - 1) == Some(&b'/');
+        if matches!(
+            name.as_str(),
+            "script"
+                | "style"
+                | "textarea"
+                | "title"
+                | "xmp"
+                | "iframe"
+                | "noembed"
+                | "noframes"
+                | "noscript"
+        ) && !self_closed
+        {
+            i = find(i, format!("</{name}").as_bytes());
+            continue;
+        }
+        let flat = matches!(
+            name.as_str(),
+            "area"
+                | "base"
+                | "br"
+                | "col"
+                | "embed"
+                | "hr"
+                | "img"
+                | "input"
+                | "link"
+                | "meta"
+                | "param"
+                | "source"
+                | "track"
+                | "wbr"
+                | "keygen"
+                | "p"
+                | "li"
+                | "dt"
+                | "dd"
+                | "option"
+                | "optgroup"
+                | "tr"
+                | "td"
+                | "th"
+                | "tbody"
+                | "thead"
+                | "tfoot"
+                | "colgroup"
+                | "caption"
+                | "rb"
+                | "rt"
+                | "rtc"
+                | "rp"
+        );
+        if flat || self_closed {
+            continue;
+        }
+        *open.entry(name.clone()).or_default() += 1;
+        stack.push(name);
+        max = max.max(stack.len());
+        if max > limit {
+            break;
+        }
+    }
+    max
+}
+
+/// The encoding a page declares in its first KiB (`<meta charset=...>` or
+/// `content="text/html; charset=..."`), used when its bytes are not UTF-8.
+fn declared_charset(bytes: &[u8]) -> Option<&'static encoding_rs::Encoding> {
     let head = String::from_utf8_lossy(&bytes[..bytes.len().min(1024)]).to_ascii_lowercase();
     let at = head.find("charset=")? + "charset=".len();
     let label: String = head[at..]
@@ -56,12 +181,7 @@ fn declared_charset_decode(bytes: &[u8]) -> Option<String> {
         .chars()
         .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | ':' | '.'))
         .collect();
-    let encoding = encoding_rs::Encoding::for_label(label.as_bytes())?;
-    if encoding == encoding_rs::UTF_8 {
-        return None;
-    }
-    let (text, _, _) = encoding.decode(bytes);
-    Some(super::normalize_newlines(&text))
+    encoding_rs::Encoding::for_label(label.as_bytes())
 }
 
 fn content_root(html: &Html) -> ElementRef<'_> {
@@ -353,4 +473,27 @@ fn is_block(name: &str) -> bool {
             | "footer"
             | "hgroup"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nesting_depth;
+
+    #[test]
+    fn nesting_is_estimated_from_tags() {
+        let d = |s: &str| nesting_depth(s, 100);
+        assert_eq!(
+            d("<html><body><div><p>a<p>b<br><img src=x></div></body></html>"),
+            3
+        );
+        assert_eq!(d("<ul><li>a<li>b<ul><li>c</ul></ul>"), 2);
+        assert_eq!(d("<div></span><div></span><div>"), 3);
+        assert_eq!(d("<div><b><i></div><div>"), 3);
+        assert_eq!(
+            d("<script>'<div><div>'</script><!-- <div><div> --><svg/><a>"),
+            1
+        );
+        assert_eq!(d(&"<div>".repeat(1000)), 101);
+        assert_eq!(d("< div a<3 <1"), 0);
+    }
 }

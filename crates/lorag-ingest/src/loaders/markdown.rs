@@ -5,12 +5,12 @@
 use lorag_core::Document;
 use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
 
-use super::{collapse_ws, decode_text, stem_title, SectionBuilder};
+use super::{collapse_ws, decode_text, record_encoding, stem_title, SectionBuilder};
 use crate::{Candidate, IngestError};
 
 pub(super) fn load(c: &Candidate, bytes: &[u8]) -> Result<Vec<Document>, IngestError> {
-    let raw = decode_text(&c.source, bytes)?;
-    let text = strip_front_matter(&raw).to_string();
+    let decoded = decode_text(&c.source, bytes)?;
+    let text = strip_front_matter(&decoded.text).to_string();
     if text.trim().is_empty() {
         return Err(IngestError::Empty {
             input: c.source.clone(),
@@ -54,7 +54,9 @@ pub(super) fn load(c: &Candidate, bytes: &[u8]) -> Result<Vec<Document>, IngestE
     let mut doc = Document::new(&c.source, "md", text);
     doc.sections = sections.finish(doc.text.len());
     doc.title = title;
-    Ok(vec![doc])
+    let mut docs = vec![doc];
+    record_encoding(&mut docs, decoded.encoding);
+    Ok(docs)
 }
 
 /// The text after a leading YAML (`---`) or TOML (`+++`) front matter block, if it has one.

@@ -1,5 +1,6 @@
 //! `fingerprint` and `load`: one candidate at a time, dispatching on its kind.
 
+mod decode;
 mod docx;
 mod html;
 mod markdown;
@@ -9,23 +10,50 @@ pub(crate) mod sqlite;
 mod text;
 
 use std::fs;
-use std::io::ErrorKind;
+use std::io::{ErrorKind, Read};
 use std::path::Path;
 use std::time::UNIX_EPOCH;
 
+use decode::Decoded;
 use lorag_core::Document;
 use sha2::{Digest, Sha256};
 
 use crate::walk::SUPPORTED;
 use crate::{Candidate, Fingerprint, IngestError, LoadedSource};
 
+/// The largest file `load` reads (text, PDF, DOCX): a larger one is [`IngestError::TooLarge`]
+/// before any of it is read, so memory stays bounded by a small multiple of this.
+pub const MAX_FILE_BYTES: u64 = 256 << 20;
+
+pub use docx::MAX_PART as MAX_DOCX_PART_BYTES;
+
 /// Hashes the candidate's bytes (for SQLite: its rendered rows) without parsing them, so that an
-/// unchanged source can be skipped.
+/// unchanged source can be skipped. A file is hashed in pieces (any size, bounded memory).
 pub fn fingerprint(c: &Candidate) -> Result<Fingerprint, IngestError> {
     if c.kind == "sqlite" {
         return sqlite::fingerprint(c);
     }
-    read_file(c).map(|(_, fp)| fp)
+    let io = |e| io_error(&c.source, &c.path, e);
+    let mut file = fs::File::open(&c.path).map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut size = 0u64;
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io(e)),
+        };
+        hasher.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok(Fingerprint {
+        hash: hex::encode(hasher.finalize()),
+        mtime: mtime(&meta),
+        size,
+    })
 }
 
 /// Reads and parses one candidate. The fingerprint describes exactly the bytes (rows) loaded.
@@ -60,24 +88,44 @@ pub fn load(c: &Candidate) -> Result<LoadedSource, IngestError> {
     })
 }
 
+/// The file's bytes (at most [`MAX_FILE_BYTES`]) and their fingerprint.
 fn read_file(c: &Candidate) -> Result<(Vec<u8>, Fingerprint), IngestError> {
     let io = |e| io_error(&c.source, &c.path, e);
-    let meta = fs::metadata(&c.path).map_err(io)?;
-    let bytes = fs::read(&c.path).map_err(io)?;
-    let mtime = meta
-        .modified()
+    let file = fs::File::open(&c.path).map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    let too_large = |size| IngestError::TooLarge {
+        input: c.source.clone(),
+        size,
+        limit: MAX_FILE_BYTES,
+    };
+    if meta.is_file() && meta.len() > MAX_FILE_BYTES {
+        return Err(too_large(meta.len()));
+    }
+    let mut bytes = Vec::with_capacity(meta.len().min(MAX_FILE_BYTES) as usize);
+    // The file may grow while it is read: never read past the limit.
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_large(bytes.len() as u64));
+    }
+    let fp = Fingerprint {
+        hash: sha256_hex(&bytes),
+        mtime: mtime(&meta),
+        size: bytes.len() as u64,
+    };
+    Ok((bytes, fp))
+}
+
+/// Modification time in unix seconds (negative before 1970, 0 when unknown).
+fn mtime(meta: &fs::Metadata) -> i64 {
+    meta.modified()
         .ok()
         .and_then(|t| match t.duration_since(UNIX_EPOCH) {
             Ok(d) => i64::try_from(d.as_secs()).ok(),
             Err(e) => i64::try_from(e.duration().as_secs()).ok().map(|s| -s),
         })
-        .unwrap_or(0);
-    let fp = Fingerprint {
-        hash: sha256_hex(&bytes),
-        mtime,
-        size: bytes.len() as u64,
-    };
-    Ok((bytes, fp))
+        .unwrap_or(0)
 }
 
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
@@ -103,25 +151,26 @@ pub(crate) fn io_error(input: &str, path: &Path, error: std::io::Error) -> Inges
     }
 }
 
-/// Bytes of a text format as a `String`: NUL bytes are binary content, invalid UTF-8 is named by
-/// offset, a byte-order mark is dropped, line ends become `\n`, and blank content is empty.
-pub(crate) fn decode_text(input: &str, bytes: &[u8]) -> Result<String, IngestError> {
-    if bytes.contains(&0) {
-        return Err(IngestError::Binary {
-            input: input.to_string(),
-        });
+/// Bytes of a text format as text (see `decode`): NUL bytes are binary content, a byte-order
+/// mark is dropped, line ends become `\n`, blank content is empty, and text that is not UTF-8 is
+/// decoded from the encoding it is in (recorded with [`record_encoding`]).
+pub(crate) fn decode_text(input: &str, bytes: &[u8]) -> Result<Decoded, IngestError> {
+    decode::decode(input, bytes, None)
+}
+
+/// Records the encoding of a source that was not UTF-8 as `encoding` in each document's
+/// metadata (a record field of that name is kept as `encoding (field)`).
+pub(crate) fn record_encoding(docs: &mut [Document], encoding: Option<&str>) {
+    let Some(encoding) = encoding else {
+        return;
+    };
+    for doc in docs {
+        if let Some(field) = doc.metadata.remove("encoding") {
+            doc.metadata.insert("encoding (field)".to_string(), field);
+        }
+        doc.metadata
+            .insert("encoding".to_string(), serde_json::Value::from(encoding));
     }
-    let text = std::str::from_utf8(bytes).map_err(|e| IngestError::InvalidUtf8 {
-        input: input.to_string(),
-        offset: e.valid_up_to(),
-    })?;
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    if text.trim().is_empty() {
-        return Err(IngestError::Empty {
-            input: input.to_string(),
-        });
-    }
-    Ok(normalize_newlines(text))
 }
 
 pub(crate) fn normalize_newlines(text: &str) -> String {

@@ -8,13 +8,14 @@
 //! no document. A file that holds only a header or `[]` gives no documents; a blank file is an
 //! error.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use lorag_core::{Document, Metadata};
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
-use super::decode_text;
+use super::{decode_text, record_encoding};
 use crate::{Candidate, IngestError};
 
 /// The longest title taken from a field, in characters.
@@ -146,26 +147,37 @@ fn looks_decimal(s: &str) -> bool {
 }
 
 /// Column names: blank ones become `column N`, repeated ones get ` (2)`, ` (3)`...
+/// Linear in the number of names (a header of thousands of equal names once took minutes).
 pub(crate) fn unique_names(names: impl IntoIterator<Item = String>) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
+    let mut taken: HashSet<String> = HashSet::new();
+    // The next suffix to try for a base: suffixes below it are taken already.
+    let mut next: HashMap<String, usize> = HashMap::new();
     for (i, name) in names.into_iter().enumerate() {
         let base = match name.trim() {
             "" => format!("column {}", i + 1),
             t => t.to_string(),
         };
         let mut candidate = base.clone();
-        let mut n = 2;
-        while out.contains(&candidate) {
-            candidate = format!("{base} ({n})");
-            n += 1;
+        if taken.contains(&candidate) {
+            let n = next.entry(base.clone()).or_insert(2);
+            loop {
+                candidate = format!("{base} ({n})");
+                *n += 1;
+                if !taken.contains(&candidate) {
+                    break;
+                }
+            }
         }
+        taken.insert(candidate.clone());
         out.push(candidate);
     }
     out
 }
 
 pub(super) fn load_csv(c: &Candidate, bytes: &[u8]) -> Result<Vec<Document>, IngestError> {
-    let text = decode_text(&c.source, bytes)?;
+    let decoded = decode_text(&c.source, bytes)?;
+    let text = decoded.text;
     let first_line = text.lines().next().unwrap_or("");
     // A comma-separated header wins; else a header with semicolons or tabs sets the delimiter.
     let delimiter = if first_line.contains(',') {
@@ -219,11 +231,13 @@ pub(super) fn load_csv(c: &Candidate, bytes: &[u8]) -> Result<Vec<Document>, Ing
             Some(&cells),
         ));
     }
+    record_encoding(&mut docs, decoded.encoding);
     Ok(docs)
 }
 
 pub(super) fn load_json(c: &Candidate, bytes: &[u8]) -> Result<Vec<Document>, IngestError> {
-    let text = decode_text(&c.source, bytes)?;
+    let decoded = decode_text(&c.source, bytes)?;
+    let text = decoded.text;
     let parse_error = |reason: String| IngestError::Parse {
         input: c.source.clone(),
         format: "JSON",
@@ -255,15 +269,18 @@ pub(super) fn load_json(c: &Candidate, bytes: &[u8]) -> Result<Vec<Document>, In
             records
         }
     };
-    Ok(records
+    let mut docs: Vec<Document> = records
         .into_iter()
         .enumerate()
         .filter_map(|(i, fields)| record_document(&c.source, "json", i + 1, fields))
-        .collect())
+        .collect();
+    record_encoding(&mut docs, decoded.encoding);
+    Ok(docs)
 }
 
 pub(super) fn load_jsonl(c: &Candidate, bytes: &[u8]) -> Result<Vec<Document>, IngestError> {
-    let text = decode_text(&c.source, bytes)?;
+    let decoded = decode_text(&c.source, bytes)?;
+    let text = decoded.text;
     let mut docs = Vec::new();
     let mut row = 0;
     for (i, line) in text.lines().enumerate() {
@@ -296,6 +313,7 @@ pub(super) fn load_jsonl(c: &Candidate, bytes: &[u8]) -> Result<Vec<Document>, I
             d
         }));
     }
+    record_encoding(&mut docs, decoded.encoding);
     Ok(docs)
 }
 
@@ -447,6 +465,16 @@ mod tests {
     fn names_are_made_unique() {
         let names = unique_names(["a", "", "a", "a"].map(String::from));
         assert_eq!(names, ["a", "column 2", "a (2)", "a (3)"]);
+        let names = unique_names(["a (2)", "a", "a", "a", "column 5", ""].map(String::from));
+        assert_eq!(
+            names,
+            ["a (2)", "a", "a (3)", "a (4)", "column 5", "column 6"]
+        );
+        // 20,000 equal names: linear, not cubic.
+        let started = std::time::Instant::now();
+        let names = unique_names(std::iter::repeat_n("1".to_string(), 20_000));
+        assert_eq!(names[19_999], "1 (20000)");
+        assert!(started.elapsed().as_secs() < 5, "{:?}", started.elapsed());
     }
 
     #[test]

@@ -179,7 +179,15 @@ fn read(c: &Candidate) -> Result<Rows, IngestError> {
             "only read-only queries (SELECT) can be ingested".to_string()
         ));
     }
-    let columns: Vec<String> = stmt.column_names().iter().map(|s| s.to_string()).collect();
+    // rusqlite panics on a column name that is not UTF-8 (a corrupt database can hold one).
+    let columns: Vec<String> =
+        super::pdf::catch_quiet(|| stmt.column_names().iter().map(|s| s.to_string()).collect())
+            .map_err(|_| {
+                err(format!(
+                    "a column name in {} is not valid UTF-8 (a corrupt database?)",
+                    path.display()
+                ))
+            })?;
     let mut rows = Vec::new();
     let mut cursor = stmt.query([]).map_err(query_error)?;
     while let Some(row) = cursor.next().map_err(query_error)? {

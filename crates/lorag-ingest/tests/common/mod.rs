@@ -119,9 +119,23 @@ pub fn check_chunks(
         // Size: over max only for one unsplittable unit (a word or a heading line).
         if c.tokens > opts.max_tokens {
             let one_word = !c.text.contains(char::is_whitespace);
-            let one_heading = headings
-                .iter()
-                .any(|&(s, e)| s == c.start && text[s..e].trim_end() == c.text);
+            // A heading line, with its setext underline (`===`, `---`) when it has one.
+            let one_heading = headings.iter().any(|&(s, e)| {
+                let line = text[s..e].trim();
+                (s..=e).contains(&c.start)
+                    && match c.text.strip_prefix(line) {
+                        Some("") => true,
+                        Some(rest) => {
+                            let u = rest.trim();
+                            // (the heading line may end in spaces)
+                            rest.trim_start_matches([' ', '\t']).starts_with('\n')
+                                && !u.is_empty()
+                                && !u.contains('\n')
+                                && (u.bytes().all(|b| b == b'=') || u.bytes().all(|b| b == b'-'))
+                        }
+                        None => false,
+                    }
+            });
             assert!(
                 one_word || one_heading,
                 "{at}: {} tokens > {}",
@@ -131,7 +145,10 @@ pub fn check_chunks(
         }
         // Headings are never split.
         for &(hs, he) in &headings {
+            // Whitespace at a heading line's edges (an HTML heading holding a <pre>) is not
+            // part of it: a chunk trimmed of it starts after it.
             let he = hs + text[hs..he].trim_end().len();
+            let hs = he - text[hs..he].trim_start().len();
             for b in [c.start, c.end] {
                 assert!(
                     !(hs < b && b < he),
@@ -203,4 +220,124 @@ pub fn check_overlap_rate(chunks: &[Chunk], doc: &Document, opts: &ChunkOptions)
             "{src}: only {overlapping} of {pairs} chunk pairs within a section overlap"
         );
     }
+}
+
+/// A real PDF with one page per entry of `pages` (each a list of lines, Helvetica 12pt) and an
+/// information dictionary title.
+pub fn write_pdf(path: &Path, title: &str, pages: &[&[&str]]) -> Vec<u8> {
+    use lopdf::content::{Content, Operation};
+    use lopdf::{dictionary, Document, Object, Stream};
+
+    let mut doc = Document::with_version("1.5");
+    let pages_id = doc.new_object_id();
+    let font_id = doc.add_object(dictionary! {
+        "Type" => "Font",
+        "Subtype" => "Type1",
+        "BaseFont" => "Helvetica",
+    });
+    let resources_id = doc.add_object(dictionary! {
+        "Font" => dictionary! { "F1" => font_id },
+    });
+    let mut kids = Vec::new();
+    for lines in pages {
+        let mut ops = vec![
+            Operation::new("BT", vec![]),
+            Operation::new("Tf", vec!["F1".into(), 12.into()]),
+            Operation::new("TL", vec![16.into()]),
+            Operation::new("Td", vec![72.into(), 760.into()]),
+        ];
+        for line in *lines {
+            ops.push(Operation::new("Tj", vec![Object::string_literal(*line)]));
+            ops.push(Operation::new("T*", vec![]));
+        }
+        ops.push(Operation::new("ET", vec![]));
+        let content = Content { operations: ops };
+        let content_id = doc.add_object(Stream::new(
+            dictionary! {},
+            content.encode().expect("encode content"),
+        ));
+        let page_id = doc.add_object(dictionary! {
+            "Type" => "Page",
+            "Parent" => pages_id,
+            "Contents" => content_id,
+        });
+        kids.push(page_id.into());
+    }
+    let count = kids.len() as i64;
+    doc.objects.insert(
+        pages_id,
+        Object::Dictionary(dictionary! {
+            "Type" => "Pages",
+            "Kids" => kids,
+            "Count" => count,
+            "Resources" => resources_id,
+            "MediaBox" => vec![0.into(), 0.into(), 612.into(), 792.into()],
+        }),
+    );
+    let catalog_id = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
+    let info_id = doc.add_object(dictionary! { "Title" => Object::string_literal(title) });
+    doc.trailer.set("Root", catalog_id);
+    doc.trailer.set("Info", info_id);
+    let mut bytes = Vec::new();
+    doc.save_to(&mut bytes).expect("save pdf");
+    std::fs::write(path, &bytes).expect("write pdf");
+    bytes
+}
+
+pub const W_NS: &str = "http://schemas.openxmlformats.org/wordprocessingml/2006/main";
+
+pub fn para(style: Option<&str>, runs: &str) -> String {
+    let ppr = style.map_or(String::new(), |s| {
+        format!("<w:pPr><w:pStyle w:val=\"{s}\"/></w:pPr>")
+    });
+    format!("<w:p>{ppr}{runs}</w:p>")
+}
+
+pub fn run(text: &str) -> String {
+    format!("<w:r><w:t xml:space=\"preserve\">{text}</w:t></w:r>")
+}
+
+/// A real .docx: content types, package relationships, the document and optionally styles.
+pub fn write_docx(path: &Path, body: &str, styles: Option<&str>) {
+    use std::io::Write;
+    use zip::write::SimpleFileOptions;
+    let file = std::fs::File::create(path).expect("create docx");
+    let mut zip = zip::ZipWriter::new(file);
+    let opts = SimpleFileOptions::default();
+    let mut add = |name: &str, content: &str| {
+        zip.start_file(name, opts).expect("zip entry");
+        zip.write_all(content.as_bytes()).expect("zip write");
+    };
+    add(
+        "[Content_Types].xml",
+        r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
+<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">
+<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>
+<Default Extension="xml" ContentType="application/xml"/>
+<Override PartName="/word/document.xml" ContentType="application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"/>
+</Types>"#,
+    );
+    add(
+        "_rels/.rels",
+        r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
+<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">
+<Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument" Target="word/document.xml"/>
+</Relationships>"#,
+    );
+    add(
+        "word/document.xml",
+        &format!(
+            r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
+<w:document xmlns:w="{W_NS}"><w:body>{body}<w:sectPr/></w:body></w:document>"#
+        ),
+    );
+    if let Some(styles) = styles {
+        add(
+            "word/styles.xml",
+            &format!(
+                r#"<?xml version="1.0" encoding="UTF-8"?><w:styles xmlns:w="{W_NS}">{styles}</w:styles>"#
+            ),
+        );
+    }
+    zip.finish().expect("finish zip");
 }

@@ -1,6 +1,6 @@
 //! RAG end to end on the real models: SmolLM2 on llama.cpp, MiniLM on candle, a real SQLite KB.
 
-use lorag_embed::{BertEmbedder, EmbedOptions, Embedder};
+use lorag_embed::{BertEmbedder, EmbedOptions};
 use lorag_kb::{Access, IngestOptions, SearchOptions, Store};
 use lorag_llm::{Engine, LoadOptions, Message, Session, SessionOptions};
 use lorag_rag::{ask, check_citations, render_prompt, Error, Kb, RagOptions};

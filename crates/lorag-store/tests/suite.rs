@@ -733,34 +733,53 @@ fn chunks_and_vectors_by_batches_keep_the_order_asked(b: Backend) {
     assert!(s.vectors(&[]).unwrap().is_empty());
 }
 
-/// Three handles (three connections, as three processes) write the same sources at once, over and
-/// over: every source ends whole, from one writer, never duplicated.
+const WRITER_SOURCES: usize = 12;
+
+/// One writer of `concurrent_writers_never_duplicate_or_mix`: writes every source three times
+/// over, starting at its own offset, each time tagged with its id and the round.
+fn write_rounds(spec: &str, t: u64) {
+    let s = lorag_store::open(spec, Access::Write).unwrap();
+    let mut rng = Rng(99 + t);
+    for round in 0..3 {
+        for k in 0..WRITER_SOURCES {
+            let i = (k + t as usize * 5) % WRITER_SOURCES;
+            let tag = format!("t{t}r{round}");
+            let texts: Vec<String> = (0..4).map(|j| format!("{tag} chunk {j}")).collect();
+            let t: Vec<&str> = texts.iter().map(String::as_str).collect();
+            let v = (0..4).map(|_| rng.unit(8)).collect();
+            put(&*s, &format!("s{i}.txt"), &tag, &t, v);
+        }
+    }
+}
+
+/// A writer process of `concurrent_writers_never_duplicate_or_mix`.
+#[test]
+#[ignore = "run by concurrent_writers_never_duplicate_or_mix, as a second and third process"]
+fn writer_child() {
+    let spec = std::env::var("LORAG_WRITER_SPEC").expect("LORAG_WRITER_SPEC");
+    let t: u64 = std::env::var("LORAG_WRITER_ID").unwrap().parse().unwrap();
+    write_rounds(&spec, t);
+}
+
+/// Two processes and a thread of this one (three connections) write the same sources at once,
+/// over and over: every source ends whole, from one writer, never duplicated.
 fn concurrent_writers_never_duplicate_or_mix(b: Backend) {
-    let kb = Arc::new(Kb::new(b));
+    let kb = Kb::new(b);
     drop(kb.open());
-    let sources = 12;
-    let writers: Vec<_> = (0..3)
+    let children: Vec<_> = (1..3)
         .map(|t| {
-            let kb = kb.clone();
-            std::thread::spawn(move || {
-                let s = kb.open_with(Access::Write).unwrap();
-                let mut rng = Rng(99 + t);
-                for round in 0..3 {
-                    for k in 0..sources {
-                        let i = (k + t as usize * 5) % sources;
-                        let tag = format!("t{t}r{round}");
-                        let texts: Vec<String> =
-                            (0..4).map(|j| format!("{tag} chunk {j}")).collect();
-                        let t: Vec<&str> = texts.iter().map(String::as_str).collect();
-                        let v = (0..4).map(|_| rng.unit(8)).collect();
-                        put(&*s, &format!("s{i}.txt"), &tag, &t, v);
-                    }
-                }
-            })
+            std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--ignored", "--exact", "writer_child", "--test-threads=1"])
+                .env("LORAG_WRITER_SPEC", &kb.spec)
+                .env("LORAG_WRITER_ID", t.to_string())
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
         })
         .collect();
-    for w in writers {
-        w.join().unwrap();
+    write_rounds(&kb.spec, 0);
+    for mut c in children {
+        assert!(c.wait().unwrap().success(), "a writer process failed");
     }
     let s = kb.reader();
     let st = s.stats().unwrap();

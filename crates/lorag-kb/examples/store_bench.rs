@@ -2,7 +2,8 @@
 //! in one run. For every `--kb`: ingest time (sources of 100 chunks, one transaction each),
 //! search latency p50/p95 and QPS with 1 and 8 client threads sharing one handle (a dense and a
 //! lexical query per search, fused as `lorag search --mode hybrid` does), and recall@5 of dense
-//! (against exact search) and of hybrid (the chunk a query was made from, in the fused top 5).
+//! (against exact search) and of hybrid (the chunk a query was made from, in the fused top 5; a
+//! query is that chunk's vector moved a little, and three of its words, in half of them a rare one).
 //! Prints one JSON line per KB.
 //!
 //!   cargo run --release -p lorag-kb --example store_bench -- --n 100000 --kb DIR --kb postgres://...
@@ -67,7 +68,7 @@ fn data(n: usize, dim: usize, seed: u64) -> Data {
     let mut texts = Vec::with_capacity(n);
     for i in 0..n {
         let c = &centers[rng.below(centers.len())];
-        vectors.push(unit(c.iter().map(|x| x + rng.f() * 0.35).collect()));
+        vectors.push(unit(c.iter().map(|x| x + rng.f() * 0.1).collect()));
         let mut t: Vec<String> = (0..40)
             .map(|_| {
                 // Zipf-like: small ids far more often.
@@ -120,14 +121,24 @@ fn main() {
     let qs: Vec<(usize, Vec<f32>, String)> = (0..queries)
         .map(|_| {
             let t = rng.below(n);
-            let v = unit(d.vectors[t].iter().map(|x| x + rng.f() * 0.5).collect());
+            let v = unit(d.vectors[t].iter().map(|x| x + rng.f() * 0.1).collect());
             let words: Vec<&str> = d.texts[t].split(' ').collect();
-            let text = format!(
-                "{} {} {}",
-                words[rng.below(40)],
-                words[rng.below(40)],
-                words[40 + rng.below(2)]
-            );
+            // Half the queries carry one of the chunk's rare words; the others only common ones.
+            let text = if rng.below(2) == 0 {
+                format!(
+                    "{} {} {}",
+                    words[rng.below(40)],
+                    words[rng.below(40)],
+                    words[40 + rng.below(2)]
+                )
+            } else {
+                format!(
+                    "{} {} {}",
+                    words[rng.below(40)],
+                    words[rng.below(40)],
+                    words[rng.below(40)]
+                )
+            };
             (t, v, text)
         })
         .collect();

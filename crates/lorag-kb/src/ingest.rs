@@ -5,7 +5,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use lorag_core::Chunk;
 use lorag_embed::Embedder;
 use lorag_ingest::{ChunkOptions, WalkOptions};
-use lorag_store::{DocumentChunks, SourceRecord, SqliteStore, Store};
+use lorag_store::{Access, DocumentChunks, SourceRecord, Store};
 use serde::Serialize;
 use std::collections::HashSet;
 use std::path::Path;
@@ -43,15 +43,16 @@ pub struct IngestReport {
     pub text_bytes: usize,
 }
 
-/// Ingest `inputs` into the embedded KB at `dir` (created when missing).
+/// Ingest `inputs` into the KB at `kb` (a folder or a PostgreSQL URL, see [`crate::open`];
+/// created when missing).
 pub fn ingest(
-    dir: &Path,
+    kb: impl AsRef<Path>,
     inputs: &[String],
     embedder: &dyn Embedder,
     opts: &IngestOptions,
 ) -> Result<IngestReport> {
-    let store = SqliteStore::open(dir, true)?;
-    ingest_into(&store, inputs, embedder, opts)
+    let store = lorag_store::open_path(kb.as_ref(), Access::Create)?;
+    ingest_into(&*store, inputs, embedder, opts)
 }
 
 /// Ingest `inputs` into `store` (any backend; a shared handle is fine: each source is one

@@ -2,9 +2,12 @@
 
 use crate::hnsw::{self, IndexState};
 use crate::{
-    blob_to_vec, vec_to_blob, ChunkId, DocumentChunks, Error, Filter, Result, SourceInfo,
-    SourceRecord, Store, StoreStats, StoredChunk,
+    blob_to_vec, glob_parts, query_words, unix_now, vec_to_blob, ChunkId, DocumentChunks, Error,
+    ExportedDocument, ExportedSource, Filter, GlobPart, Result, SourceInfo, SourceRecord, Store,
+    StoreStats, StoredChunk,
 };
+use lorag_core::{Chunk, Document};
+use rusqlite::types::Value;
 use rusqlite::{
     params, params_from_iter, Connection, OpenFlags, OptionalExtension, ToSql, TransactionBehavior,
 };
@@ -515,30 +518,57 @@ impl SqliteStore {
         r
     }
 
-    /// SQL conditions (over `s` sources, `d` documents, `c` chunks) and their parameters.
-    fn filter_sql(filters: &[Filter]) -> Result<(String, Vec<String>)> {
+    /// SQL conditions (over `s` sources, `d` documents, `c` chunks) and their parameters: the
+    /// semantics of [`Filter`], in SQLite's terms.
+    fn filter_sql(filters: &[Filter]) -> Result<(String, Vec<Value>)> {
         let mut sql = String::new();
         let mut params = Vec::new();
         for f in filters {
+            f.check()?;
             match f {
                 Filter::Source(glob) => {
+                    // GLOB, with `[` written as the class `[[]` so that it stands for itself
+                    // (outside a class, `]` already does).
+                    let mut g = String::new();
+                    for part in glob_parts(glob) {
+                        match part {
+                            GlobPart::Any => g.push('*'),
+                            GlobPart::One => g.push('?'),
+                            GlobPart::Lit('[') => g.push_str("[[]"),
+                            GlobPart::Lit(c) => g.push(c),
+                        }
+                    }
                     sql.push_str(" AND s.source GLOB ?");
-                    params.push(glob.clone());
+                    params.push(Value::Text(g));
                 }
                 Filter::Kind(k) => {
                     sql.push_str(" AND d.kind = ?");
-                    params.push(k.clone());
+                    params.push(Value::Text(k.clone()));
                 }
                 Filter::Field(k, v) => {
-                    if k.contains('"') || k.contains('\\') {
-                        return Err(Error::Filter(
-                            format!("{k}={v}"),
-                            "field names cannot hold quotes or backslashes".into(),
-                        ));
-                    }
-                    sql.push_str(" AND CAST(json_extract(d.metadata, ?) AS TEXT) = ?");
-                    params.push(format!("$.\"{k}\""));
-                    params.push(v.clone());
+                    let path = format!("$.\"{k}\"");
+                    sql.push_str(
+                        " AND (CASE json_type(d.metadata, ?)
+                            WHEN 'text' THEN json_extract(d.metadata, ?) = ?
+                            WHEN 'integer' THEN CAST(json_extract(d.metadata, ?) AS REAL) = ?
+                            WHEN 'real' THEN CAST(json_extract(d.metadata, ?) AS REAL) = ?
+                            WHEN 'true' THEN ? = 'true'
+                            WHEN 'false' THEN ? = 'false'
+                            ELSE 0 END)",
+                    );
+                    let num = Filter::number(v).map_or(Value::Null, Value::Real);
+                    let (p, t) = (Value::Text(path), Value::Text(v.clone()));
+                    params.extend([
+                        p.clone(),
+                        p.clone(),
+                        t.clone(),
+                        p.clone(),
+                        num.clone(),
+                        p,
+                        num,
+                        t.clone(),
+                        t,
+                    ]);
                 }
             }
         }
@@ -586,9 +616,15 @@ fn check_version(db_path: &Path, v: &str) -> Result<()> {
     if v == SCHEMA_VERSION {
         return Ok(());
     }
+    let why = match (v.parse::<u32>(), SCHEMA_VERSION.parse::<u32>()) {
+        (Ok(n), Ok(known)) if n > known => format!(
+            "made by a newer lorag (schema version {n}; this lorag knows versions up to {known}): upgrade lorag to open it"
+        ),
+        _ => format!("schema version {v}, this lorag reads {SCHEMA_VERSION}"),
+    };
     Err(Error::NotKb {
         path: db_path.to_path_buf(),
-        why: format!("schema version {v}, this lorag reads {SCHEMA_VERSION}"),
+        why,
     })
 }
 
@@ -609,12 +645,8 @@ pub(crate) fn cosine(a: &[f32], b: &[f32]) -> f32 {
 /// Words of a free-text query as an FTS5 expression: each word quoted (no operators reach FTS5),
 /// any word may match (BM25 ranks by how many and how rare).
 pub(crate) fn fts_query(q: &str) -> Option<String> {
-    let mut seen = HashSet::new();
-    let words: Vec<String> = q
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
-        .filter(|w| seen.insert(w.clone()))
+    let words: Vec<String> = query_words(q)
+        .into_iter()
         .map(|w| format!("\"{w}\""))
         .collect();
     (!words.is_empty()).then(|| words.join(" OR "))
@@ -683,10 +715,7 @@ impl Store for SqliteStore {
         }
         self.prepare_index()?;
         let sq = self.sq();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
+        let now = unix_now();
         let mut conn = self.conn();
         // IMMEDIATE: take the write lock first, so that no other process commits between this
         // transaction's reads and its writes (which SQLite would fail, not wait for).
@@ -876,7 +905,7 @@ impl Store for SqliteStore {
              WHERE chunks_fts MATCH ?{cond} ORDER BY bm25(chunks_fts, 1.0, 0.5, 0.5) LIMIT {k}"
         );
         let mut args: Vec<&dyn ToSql> = vec![&q];
-        args.extend(p.iter().map(|s| s as &dyn ToSql));
+        args.extend(p.iter().map(|v| v as &dyn ToSql));
         let conn = self.conn();
         let mut stmt = conn.prepare(&sql).map_err(self.sq())?;
         let v = stmt
@@ -946,6 +975,8 @@ impl Store for SqliteStore {
             })
             .unwrap_or(0);
         Ok(StoreStats {
+            backend: "sqlite".into(),
+            location: self.location(),
             sources: count("SELECT COUNT(*) FROM sources")?,
             documents: count("SELECT COUNT(*) FROM documents")?,
             chunks: count("SELECT COUNT(*) FROM chunks")?,
@@ -954,6 +985,97 @@ impl Store for SqliteStore {
             index_state: self.index_state()?.as_str().to_string(),
             bytes_on_disk: bytes,
         })
+    }
+
+    fn export_source(&self, source: &str) -> Result<Option<ExportedSource>> {
+        let sq = self.sq();
+        let mut conn = self.conn();
+        // One read transaction: the source as one snapshot.
+        let tx = conn.transaction().map_err(&sq)?;
+        let Some((sid, record)) = tx
+            .query_row(
+                "SELECT id, source, kind, hash, mtime, size FROM sources WHERE source=?1",
+                [source],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        SourceRecord {
+                            source: r.get(1)?,
+                            kind: r.get(2)?,
+                            hash: r.get(3)?,
+                            mtime: r.get(4)?,
+                            size: r.get::<_, i64>(5)? as u64,
+                        },
+                    ))
+                },
+            )
+            .optional()
+            .map_err(&sq)?
+        else {
+            return Ok(None);
+        };
+        let mut documents = Vec::new();
+        {
+            let mut docs = tx
+                .prepare("SELECT id, kind, title, metadata FROM documents WHERE source_id=?1 ORDER BY ordinal, id")
+                .map_err(&sq)?;
+            let mut chunks = tx
+                .prepare(
+                    "SELECT ordinal, text, section, page, start, end, tokens, embedding FROM chunks
+                     WHERE document_id=?1 ORDER BY ordinal, id",
+                )
+                .map_err(&sq)?;
+            let rows = docs
+                .query_map([sid], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                        r.get::<_, String>(3)?,
+                    ))
+                })
+                .map_err(&sq)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(&sq)?;
+            for (did, kind, title, meta) in rows {
+                let mut document = Document::new(&record.source, kind, "");
+                document.title = title;
+                document.metadata = serde_json::from_str(&meta).unwrap_or_default();
+                let mut cs = Vec::new();
+                let mut vs = Vec::new();
+                let rows = chunks
+                    .query_map([did], |r| {
+                        Ok((
+                            Chunk {
+                                ordinal: r.get::<_, i64>(0)? as u32,
+                                text: r.get(1)?,
+                                section: r.get(2)?,
+                                page: r.get::<_, Option<i64>>(3)?.map(|p| p as u32),
+                                start: r.get::<_, i64>(4)? as usize,
+                                end: r.get::<_, i64>(5)? as usize,
+                                tokens: r.get::<_, i64>(6)? as usize,
+                            },
+                            blob_to_vec(&r.get::<_, Vec<u8>>(7)?),
+                        ))
+                    })
+                    .map_err(&sq)?;
+                for row in rows {
+                    let (c, v) = row.map_err(&sq)?;
+                    cs.push(c);
+                    vs.push(v);
+                }
+                documents.push(ExportedDocument {
+                    document,
+                    chunks: cs,
+                    vectors: vs,
+                });
+            }
+        }
+        Ok(Some(ExportedSource { record, documents }))
+    }
+
+    fn location(&self) -> String {
+        self.dir.display().to_string()
     }
 
     fn flush(&self) -> Result<()> {

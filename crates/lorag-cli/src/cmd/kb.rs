@@ -1,19 +1,23 @@
-//! `lorag ingest`, `lorag search`, `lorag kb stats`.
+//! `lorag ingest`, `lorag search`, `lorag kb stats`, `lorag kb copy`.
+//!
+//! Every `--kb` is a folder (the embedded SQLite store) or a PostgreSQL URL
+//! `postgres://USER@HOST:PORT/DB?schema=NAME` (password from PGPASSWORD or ~/.pgpass), opened
+//! through `lorag_kb::open`.
 
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
-use lorag_kb::{IngestOptions, SearchOptions, Store};
+use lorag_kb::{Access, IngestOptions, SearchOptions, Store};
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct IngestArgs {
     /// Files, directories (walked recursively) or `sqlite:PATH?table=T` / `sqlite:PATH?query=SQL`
     #[arg(required = true)]
     pub paths: Vec<String>,
-    /// The knowledge-base directory (created when missing)
+    /// The knowledge base, created when missing: a folder, or
+    /// postgres://USER@HOST:PORT/DB?schema=NAME (password from PGPASSWORD or ~/.pgpass)
     #[arg(long)]
-    pub kb: PathBuf,
+    pub kb: String,
     /// Only files whose path matches one of these globs; repeatable
     #[arg(long)]
     pub include: Vec<String>,
@@ -45,8 +49,9 @@ pub struct SearchArgs {
     /// Read one query per line from FILE (- for stdin) and print one JSON object per line
     #[arg(long, value_name = "FILE", conflicts_with = "query")]
     pub batch: Option<String>,
+    /// The knowledge base: a folder or postgres://USER@HOST:PORT/DB?schema=NAME
     #[arg(long)]
-    pub kb: PathBuf,
+    pub kb: String,
     #[arg(short, default_value_t = 5)]
     pub k: usize,
     /// hybrid (reciprocal-rank fusion of dense and BM25), dense or bm25
@@ -65,8 +70,21 @@ pub struct SearchArgs {
 pub enum KbCommand {
     /// Documents, chunks, embedding model, index state, size on disk
     Stats {
+        /// A folder or postgres://USER@HOST:PORT/DB?schema=NAME
         #[arg(long)]
-        kb: PathBuf,
+        kb: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Copy a KB to another place or backend (folder <-> PostgreSQL), without re-embedding;
+    /// then compare the counts and a sample of chunks and vectors, bit for bit
+    Copy {
+        /// The KB to copy (read only)
+        #[arg(long)]
+        from: String,
+        /// Where to copy it: an empty or new KB (a copy that was interrupted resumes)
+        #[arg(long)]
+        to: String,
         #[arg(long)]
         json: bool,
     },
@@ -204,12 +222,12 @@ fn results_json(hits: &[lorag_kb::Hit]) -> serde_json::Value {
 pub fn kb(cmd: KbCommand) -> Result<()> {
     match cmd {
         KbCommand::Stats { kb, json } => {
-            let store = lorag_kb::SqliteStore::open_read(&kb)?;
+            let store = lorag_kb::open_store(&kb, Access::Read)?;
             let s = store.stats()?;
             if json {
                 println!("{}", serde_json::to_string(&s)?);
             } else {
-                println!("knowledge base {}", kb.display());
+                println!("knowledge base {} ({})", s.location, s.backend);
                 println!("  sources (files)  {}", s.sources);
                 println!("  documents        {}", s.documents);
                 println!("  chunks           {}", s.chunks);
@@ -223,6 +241,47 @@ pub fn kb(cmd: KbCommand) -> Result<()> {
                 );
                 println!("  HNSW index       {}", s.index_state);
                 println!("  size on disk     {:.2} MB", s.bytes_on_disk as f64 / 1e6);
+            }
+            Ok(())
+        }
+        KbCommand::Copy { from, to, json } => {
+            if from == to {
+                bail!("--from and --to are the same KB");
+            }
+            let src = lorag_kb::open_store(&from, Access::Read)?;
+            let dst = lorag_kb::open_store(&to, Access::Create)?;
+            let bar = if !json && std::io::stderr().is_terminal() {
+                let b = indicatif::ProgressBar::new(0);
+                b.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} sources (eta {eta})",
+                    )
+                    .expect("valid template"),
+                );
+                b
+            } else {
+                indicatif::ProgressBar::hidden()
+            };
+            let r = lorag_kb::copy(&src, &dst, |i, n| {
+                bar.set_length(n as u64);
+                bar.set_position(i as u64);
+            })?;
+            bar.finish_and_clear();
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!(
+                    "copied {} sources ({} already there), {} documents, {} chunks from {} to {} in {:.1}s; verified: counts, and {} vectors of {} sources bit for bit",
+                    r.copied,
+                    r.unchanged,
+                    r.documents,
+                    r.chunks,
+                    src.location(),
+                    dst.location(),
+                    r.seconds,
+                    r.verified_vectors,
+                    r.verified_sources
+                );
             }
             Ok(())
         }

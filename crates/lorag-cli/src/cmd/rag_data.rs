@@ -23,9 +23,10 @@ pub struct RagDataArgs {
     /// Model layers to offload to a GPU (default: all when built with CUDA and a GPU is present, else 0)
     #[arg(long = "gpu-layers")]
     pub gpu_layers: Option<u32>,
-    /// Knowledge base to retrieve the sources from
+    /// Knowledge base to retrieve the sources from: a folder or
+    /// postgres://USER@HOST:PORT/DB?schema=NAME
     #[arg(long)]
-    pub kb: PathBuf,
+    pub kb: String,
     /// Q&A conversations, JSONL (OpenAI "messages", Alpaca or ShareGPT, as `lorag tune` reads):
     /// the last user turn is the question, the assistant turn after it the reference answer
     #[arg(long, value_name = "FILE.jsonl")]

@@ -1,6 +1,7 @@
 //! The knowledge base: a directory that holds everything (see `lorag-store`), the ingestion
 //! pipeline that fills it (discover → fingerprint → load → chunk → embed → store, one source per
-//! transaction), and retrieval (dense, BM25, hybrid by reciprocal-rank fusion).
+//! transaction), and retrieval (dense, BM25, hybrid by reciprocal-rank fusion; a request with
+//! several questions searched per question and merged round-robin).
 //!
 //! Invariants:
 //! - One bad file never aborts a batch: it lands in `failed` with its reason, the rest goes on.
@@ -13,7 +14,7 @@ mod ingest;
 mod retrieve;
 
 pub use ingest::{ingest, ingest_into, Failed, IngestOptions, IngestReport};
-pub use retrieve::{search, Hit, Mode, SearchOptions};
+pub use retrieve::{fuse, round_robin, search, split_needs, Hit, Mode, NeedFusion, SearchOptions};
 
 pub use lorag_store::{Filter, SourceInfo, SqliteStore, Store, StoreStats};
 

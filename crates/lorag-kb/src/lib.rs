@@ -1,7 +1,7 @@
 //! The knowledge base: where it lives (see `lorag-store`: a folder with SQLite, or a PostgreSQL
 //! schema), the ingestion pipeline that fills it (discover → fingerprint → load → chunk → embed →
 //! store, one source per transaction), and retrieval (dense, BM25, hybrid by reciprocal-rank
-//! fusion).
+//! fusion; a request with several questions is searched per question and merged round-robin).
 //!
 //! Opening a KB: [`open`] is the one entry point, for every command and the server:
 //!
@@ -34,7 +34,9 @@ mod retrieve;
 
 pub use copy::{copy, CopyReport};
 pub use ingest::{ingest, ingest_into, Failed, IngestOptions, IngestReport};
-pub use retrieve::{fuse, search, Hit, Mode, SearchOptions, RRF_K};
+pub use retrieve::{
+    fuse, round_robin, search, split_needs, Hit, Mode, NeedFusion, SearchOptions, RRF_K,
+};
 
 /// The embedded store's type, for code not yet moved to [`open`] (the server's upload and delete
 /// paths); new code opens KBs with [`open`] and holds `Arc<dyn Store>`.

@@ -490,3 +490,82 @@ fn refuses_an_open_address_without_keys() {
         "{err}"
     );
 }
+
+/// Two `lorag serve` replicas on one PostgreSQL KB (the server `scripts/test.sh` starts,
+/// `LORAG_TEST_PG`): a document uploaded through one is found through the other, without a
+/// restart; deleting it through the second removes it for both.
+#[test]
+fn two_replicas_share_a_postgresql_kb() {
+    let base = std::env::var("LORAG_TEST_PG").unwrap_or_else(|_| {
+        panic!("LORAG_TEST_PG is not set: this test needs a real PostgreSQL with pgvector (scripts/test.sh starts one; or `bash scripts/pg.sh start`)")
+    });
+    let schema = format!("serve_{}", std::process::id());
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{sep}schema={schema}");
+    let dir = tempfile::tempdir().unwrap();
+    let kb_arg = format!("docs={url}");
+    let data_home = dir.path().join("data");
+    let env = [("XDG_DATA_HOME", data_home.to_str().unwrap())];
+    let a = Server::start(&["--kb", &kb_arg, "--parallel", "1"], &env);
+    let b = Server::start(&["--kb", &kb_arg, "--parallel", "1"], &env);
+
+    let boundary = "loragBOUNDARY";
+    let doc = "Heat pumps\n\nA ground source heat pump needs a notification to the municipality before drilling.\n";
+    let body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"heat-pumps.txt\"\r\nContent-Type: text/plain\r\n\r\n{doc}\r\n--{boundary}--\r\n"
+    );
+    let ct = format!("multipart/form-data; boundary={boundary}");
+    let (st, _, v) = a.http(
+        "POST",
+        "/v1/kb/docs/documents",
+        &[("Content-Type", ct.as_str())],
+        body.as_bytes(),
+    );
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["added"], 1, "{v}");
+
+    let q = serde_json::json!({"query": "Does a heat pump need a notification?", "k": 3});
+    let (st, _, v) = b.http(
+        "POST",
+        "/v1/kb/docs/search",
+        &[("Content-Type", "application/json")],
+        q.to_string().as_bytes(),
+    );
+    assert_eq!(st, 200, "{v}");
+    let hits = v["results"].as_array().unwrap_or_else(|| panic!("{v}"));
+    assert!(
+        hits.iter()
+            .any(|h| h.to_string().contains("ground source heat pump")),
+        "replica b finds what replica a ingested: {v}"
+    );
+    let (st, _, docs) = b.http("GET", "/v1/kb/docs/documents", &[], b"");
+    assert_eq!(st, 200);
+    let source = docs
+        .to_string()
+        .split('"')
+        .find(|s| s.ends_with("heat-pumps.txt"))
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("{docs}"));
+    let enc: String = source
+        .bytes()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || b"-_.~".contains(&c) {
+                (c as char).to_string()
+            } else {
+                format!("%{c:02X}")
+            }
+        })
+        .collect();
+    let (st, _, v) = b.http("DELETE", &format!("/v1/kb/docs/documents/{enc}"), &[], b"");
+    assert_eq!(st, 200, "{v}");
+    let (_, _, v) = a.http(
+        "POST",
+        "/v1/kb/docs/search",
+        &[("Content-Type", "application/json")],
+        q.to_string().as_bytes(),
+    );
+    assert!(
+        !v.to_string().contains("ground source heat pump"),
+        "deleted through b, gone for a: {v}"
+    );
+}

@@ -230,7 +230,7 @@ fn build(dir: &Path, paras: &[Para], emb: &dyn Embedder, long: bool) {
     }
     let t0 = Instant::now();
     let r = lorag_kb::ingest(
-        &dir.join("kb"),
+        dir.join("kb"),
         &[docs.to_string_lossy().into_owned()],
         emb,
         &lorag_kb::IngestOptions::default(),
@@ -394,7 +394,7 @@ fn main() {
         println!("  e.g. {:?} -> paragraphs {:?}", r.text, r.pids);
     }
 
-    let mut kbs: Vec<(String, lorag_kb::SqliteStore, DocMap)> = Vec::new();
+    let mut kbs: Vec<(String, std::sync::Arc<dyn lorag_kb::Store>, DocMap)> = Vec::new();
     if !kb.exists() && flag("--build") {
         let parent = kb.parent().expect("--kb has a parent");
         assert!(
@@ -410,7 +410,7 @@ fn main() {
         if flag("--build") && !long.join("kb").exists() {
             build(&long, &paras, &emb, true);
         }
-        let store = lorag_kb::open_for_search(&long.join("kb"), &emb).expect("open the long KB");
+        let store = lorag_kb::open_for_search(long.join("kb"), &emb).expect("open the long KB");
         let map = long_doc_map(&paras);
         kbs.push((
             format!("long documents ({GROUP} paragraphs each)"),

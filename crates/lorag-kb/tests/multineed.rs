@@ -27,7 +27,7 @@ const VOLCANO: &str =
     "A stratovolcano is a tall, conical volcano built up by many layers of hardened \
 lava and ash. Mount Fuji in Japan and Mount St. Helens in the United States are examples.";
 
-fn kb(tmp: &Path) -> (BertEmbedder, lorag_kb::SqliteStore) {
+fn kb(tmp: &Path) -> (BertEmbedder, std::sync::Arc<dyn lorag_kb::Store>) {
     let emb = BertEmbedder::load(
         &lorag_models::test_model("all-minilm-l6-v2"),
         &EmbedOptions::default(),

@@ -476,6 +476,9 @@ fn control_tokens_in_documents_never_reach_the_model_as_control_tokens() {
             .copied()
             .filter(|t| control_ids.contains(t))
             .collect();
-        assert!(leaked.is_empty(), "{p:?} -> {safe:?} holds control tokens {leaked:?}");
+        assert!(
+            leaked.is_empty(),
+            "{p:?} -> {safe:?} holds control tokens {leaked:?}"
+        );
     }
 }

@@ -51,8 +51,12 @@ pub struct ServeConfig {
 }
 
 pub(crate) struct Kb {
-    /// Where uploaded files are kept (beside a folder KB).
-    pub dir: PathBuf,
+    /// Where the KB lives (a folder or a `postgres://` URL).
+    pub location: String,
+    /// Where uploaded files are kept: `uploads/` in a folder KB; for a PostgreSQL KB, this
+    /// server's own folder (`$XDG_DATA_HOME/lorag/uploads/NAME`): the chunks are in the shared
+    /// KB, the original file only on the replica that received it.
+    pub uploads: PathBuf,
     pub store: Arc<dyn Store>,
     /// Serialises this server's writes to the KB.
     pub write: tokio::sync::Mutex<()>,
@@ -137,8 +141,14 @@ fn load(c: &ServeConfig) -> Result<Loaded> {
         .kb_names()
         .map(|name| {
             let h = service.kb_handle(name).expect("listed");
+            let uploads = if lorag_service::is_url(&h.location) {
+                uploads_home().join(name)
+            } else {
+                PathBuf::from(&h.location).join("uploads")
+            };
             let kb = Kb {
-                dir: PathBuf::from(&h.location),
+                location: h.location.clone(),
+                uploads,
                 store: h.store.clone(),
                 write: tokio::sync::Mutex::new(()),
             };
@@ -160,6 +170,15 @@ fn load(c: &ServeConfig) -> Result<Loaded> {
         embedder_name,
         kbs,
     })
+}
+
+/// The folder for files uploaded to KBs that are not folders.
+fn uploads_home() -> PathBuf {
+    match std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        Some(d) => PathBuf::from(d).join("lorag/uploads"),
+        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| ".".into()))
+            .join(".local/share/lorag/uploads"),
+    }
 }
 
 /// Run the server until SIGTERM or Ctrl-C. Binds first (so `/health` answers 503 while the model

@@ -1046,7 +1046,7 @@ async fn kb_upload(
             "this API key may not add documents to {name:?} (make it with `lorag keys add NAME --kb {name} --ingest`)"
         )));
     }
-    let uploads = kb.dir.join("uploads");
+    let uploads = kb.uploads.clone();
     std::fs::create_dir_all(&uploads)
         .map_err(|e| ApiError::internal(format!("{}: {e}", uploads.display())))?;
     let mut files: Vec<(String, Option<std::path::PathBuf>, Option<String>)> = Vec::new();
@@ -1102,7 +1102,7 @@ async fn kb_upload(
     }
     let _guard = kb.write.lock().await;
     let l2 = l.clone();
-    let dir = kb.dir.clone();
+    let location = kb.location.clone();
     let report = tokio::task::spawn_blocking(move || {
         let mut total = json!({"added": 0, "updated": 0, "unchanged": 0, "removed": 0, "failed": [], "chunks": 0, "files": []});
         let t0 = Instant::now();
@@ -1117,7 +1117,7 @@ async fn kb_upload(
                 (Some(p), None) => {
                     let spec = p.to_string_lossy().to_string();
                     let r = lorag_kb::ingest(
-                        &dir,
+                        &location,
                         std::slice::from_ref(&spec),
                         l2.embedder.as_ref(),
                         &lorag_kb::IngestOptions::default(),
@@ -1173,10 +1173,10 @@ async fn kb_delete(
         )));
     }
     let _guard = kb.write.lock().await;
-    let dir = kb.dir.clone();
+    let location = kb.location.clone();
     let src = source.clone();
-    let existed = tokio::task::spawn_blocking(move || -> Result<bool, lorag_store::Error> {
-        let w = lorag_kb::SqliteStore::open(&dir, false)?;
+    let existed = tokio::task::spawn_blocking(move || -> anyhow::Result<bool> {
+        let w = lorag_service::open_kb_writer(&location)?;
         let existed = w.remove_source(&src)?;
         w.flush()?;
         Ok(existed)
@@ -1191,7 +1191,7 @@ async fn kb_delete(
         ));
     }
     // An uploaded file goes with its document.
-    let up = kb.dir.join("uploads");
+    let up = kb.uploads.clone();
     let p = std::path::Path::new(&source);
     if p.parent().is_some_and(|d| d == up) {
         let _ = std::fs::remove_file(p);

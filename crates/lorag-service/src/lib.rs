@@ -66,7 +66,7 @@ impl LoraSpec {
 #[derive(Debug, Clone, PartialEq)]
 pub struct KbSpec {
     pub name: String,
-    /// A folder (the embedded SQLite store).
+    /// A folder (the embedded SQLite store) or a `postgres://` URL.
     pub location: String,
 }
 
@@ -80,7 +80,7 @@ impl KbSpec {
         Ok(KbSpec { name, location })
     }
 
-    /// A bare location (`lorag ask --kb DIR`): the name is the folder's name.
+    /// A bare location (`lorag ask --kb KB`): the name is the folder's name (or "kb").
     pub fn unnamed(location: &str) -> KbSpec {
         let name = Path::new(location)
             .file_name()
@@ -172,29 +172,29 @@ pub fn load_embedder(spec: Option<&str>) -> Result<(String, lorag_embed::BertEmb
     Ok((name, e))
 }
 
-/// Open the KB at `location` for reading, checked against `embedder`; with `create`, a KB that
-/// does not exist yet is created first (empty, recording the embedder).
+/// Whether a KB location names a PostgreSQL schema rather than a folder.
+pub fn is_url(location: &str) -> bool {
+    location.starts_with("postgres://") || location.starts_with("postgresql://")
+}
+
+/// Open the KB at `location` (a folder or a `postgres://` URL) for reading, checked against
+/// `embedder`; with `create`, a KB that does not exist yet is created first (empty, recording the
+/// embedder).
 pub fn open_kb(location: &str, embedder: &dyn Embedder, create: bool) -> Result<Arc<dyn Store>> {
-    let dir = Path::new(location);
-    if !dir.join("kb.sqlite").exists() {
-        if !create {
-            bail!(
-                "no knowledge base at {location}: build one with `lorag ingest FILES... --kb {location}`"
-            );
-        }
-        lorag_kb::SqliteStore::open(dir, true)
-            .and_then(|s| s.check_embedding_model(embedder.model_id(), embedder.dim()))
+    if create {
+        lorag_kb::open(location, embedder, lorag_kb::Access::Create)
             .with_context(|| format!("creating the knowledge base {location}"))?;
+    } else if !is_url(location) && !Path::new(location).join("kb.sqlite").exists() {
+        bail!(
+            "no knowledge base at {location}: build one with `lorag ingest FILES... --kb {location}`"
+        );
     }
-    Ok(Arc::new(lorag_kb::open_for_search(dir, embedder)?))
+    Ok(lorag_kb::open(location, embedder, lorag_kb::Access::Read)?)
 }
 
 /// A handle that may write to the KB at `location` (one per operation: ingest, delete).
 pub fn open_kb_writer(location: &str) -> Result<Arc<dyn Store>> {
-    Ok(Arc::new(lorag_kb::SqliteStore::open(
-        Path::new(location),
-        true,
-    )?))
+    Ok(lorag_kb::open_store(location, lorag_kb::Access::Write)?)
 }
 
 impl Service {

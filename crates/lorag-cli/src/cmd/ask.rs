@@ -5,7 +5,6 @@ use clap::Args;
 use lorag_llm::{Message, SamplingParams, SessionOptions};
 use lorag_rag::{Answer, RagOptions};
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct AskArgs {
@@ -17,7 +16,7 @@ pub struct AskArgs {
     pub question: Option<String>,
     /// Knowledge base; without it the model answers alone (no retrieval), for comparison
     #[arg(long)]
-    pub kb: Option<PathBuf>,
+    pub kb: Option<String>,
     /// A model path (.gguf) or catalogue name (default: smollm2-135m-instruct)
     #[arg(long, short)]
     pub model: Option<String>,
@@ -84,9 +83,7 @@ pub fn run(a: AskArgs) -> Result<()> {
         quote: a.quote,
     };
     // The service opens the KB and checks the adapters before the model loads.
-    let kb_spec =
-        a.kb.as_ref()
-            .map(|d| lorag_service::KbSpec::unnamed(&d.to_string_lossy()));
+    let kb_spec = a.kb.as_ref().map(|d| lorag_service::KbSpec::unnamed(d));
     let service = lorag_service::Service::load(&lorag_service::Config {
         model: a.model.clone(),
         loras: a

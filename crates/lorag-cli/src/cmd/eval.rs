@@ -787,7 +787,7 @@ fn reindex_seconds(a: &EvalArgs, service: &Service, generation: u64) -> Result<f
     let (_, e) = service.embedder().expect("loaded with the KB");
     let t0 = Instant::now();
     lorag_kb::ingest(
-        &scratch.join("kb"),
+        scratch.join("kb"),
         &[file.display().to_string()],
         e.as_ref(),
         &lorag_kb::IngestOptions::default(),

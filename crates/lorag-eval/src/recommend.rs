@@ -172,11 +172,9 @@ pub fn recommend(r: &Results) -> Recommendation {
         .iter()
         .filter_map(|(n, rr)| {
             let s = rr.cost.update_seconds?;
-            let how = if rr.cost.train_minutes.is_some() {
-                "re-training"
-            } else {
-                "re-indexing"
-            };
+            // A RAG route takes a changed document in by re-indexing it (an adapter of
+            // rag+ft teaches the answering, not the facts); a fine-tuned route re-trains.
+            let how = if rr.rag { "re-indexing" } else { "re-training" };
             Some(format!("{} of {how} for {n}", duration(s)))
         })
         .collect();

@@ -412,6 +412,9 @@ pub fn run(a: EvalArgs) -> Result<()> {
                 let mut c = costs.get(r.name).copied().unwrap_or_default();
                 if r.rag {
                     c.update_seconds = Some(update);
+                } else if let Some(m) = c.train_minutes {
+                    // Facts live in the adapter: a changed document means training again.
+                    c.update_seconds = Some(m * 60.0);
                 }
                 c
             },

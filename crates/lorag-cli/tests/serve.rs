@@ -505,7 +505,11 @@ fn two_replicas_share_a_postgresql_kb() {
     let dir = tempfile::tempdir().unwrap();
     let kb_arg = format!("docs={url}");
     let data_home = dir.path().join("data");
-    let env = [("XDG_DATA_HOME", data_home.to_str().unwrap())];
+    let models = lorag_models::models_dir();
+    let env = [
+        ("XDG_DATA_HOME", data_home.to_str().unwrap()),
+        ("LORAG_MODELS", models.to_str().unwrap()),
+    ];
     let a = Server::start(&["--kb", &kb_arg, "--parallel", "1"], &env);
     let b = Server::start(&["--kb", &kb_arg, "--parallel", "1"], &env);
 

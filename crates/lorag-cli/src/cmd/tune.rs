@@ -322,6 +322,9 @@ pub fn run(args: TuneArgs) -> Result<()> {
             dequantize: !args.qlora,
             device: match args.device {
                 Some(DeviceArg::Cpu) => DeviceKind::Cpu,
+                Some(DeviceArg::Cuda) if !cfg!(feature = "cuda") => {
+                    bail!("--device cuda: this lorag was built without CUDA; build it with --features cuda (see the README)")
+                }
                 Some(DeviceArg::Cuda) => DeviceKind::Cuda,
                 None => DeviceKind::best_available(),
             },

@@ -173,6 +173,9 @@ fn install_sigint() -> Arc<AtomicBool> {
 
 /// Check the flags that clap cannot, each with a one-line error.
 fn validate(a: &TuneArgs) -> Result<()> {
+    if matches!(a.device, Some(DeviceArg::Cuda)) && !cfg!(feature = "cuda") {
+        bail!("--device cuda: this lorag was built without CUDA; build it with --features cuda (see the README)");
+    }
     if a.epochs.is_some() && a.steps.is_some() {
         bail!("--epochs and --steps exclude each other: give one");
     }
@@ -322,9 +325,6 @@ pub fn run(args: TuneArgs) -> Result<()> {
             dequantize: !args.qlora,
             device: match args.device {
                 Some(DeviceArg::Cpu) => DeviceKind::Cpu,
-                Some(DeviceArg::Cuda) if !cfg!(feature = "cuda") => {
-                    bail!("--device cuda: this lorag was built without CUDA; build it with --features cuda (see the README)")
-                }
                 Some(DeviceArg::Cuda) => DeviceKind::Cuda,
                 None => DeviceKind::best_available(),
             },

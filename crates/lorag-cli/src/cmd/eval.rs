@@ -214,13 +214,12 @@ pub fn run(a: EvalArgs) -> Result<()> {
             scale: 1.0,
         });
     }
-    for (i, (route, f, path)) in curve_adapters.iter().enumerate() {
+    for (i, (_, _, path)) in curve_adapters.iter().enumerate() {
         loras.push(LoraSpec {
             name: format!("curve{i}"),
             path: path.clone(),
             scale: 1.0,
         });
-        let _ = (route, f);
     }
 
     let service = Service::load(&Config {

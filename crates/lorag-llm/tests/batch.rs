@@ -187,7 +187,19 @@ fn adapters_switch_between_batches() {
     with.set_adapters(vec![(adapter.clone(), 1.0)]);
     let tuned = with.chat(&q, &p, &mut |_| true).unwrap().text;
     assert_ne!(base, tuned, "the adapter changed nothing");
-    // And back, interleaved from two threads: each gets the text of its own adapter set.
+    // The same request again reuses the cached prompt: its last prompt token is decoded alone,
+    // not inside the prefill batch. Under this random adapter (F32 matrices) that shape changes the
+    // last bits of the logits and the greedy text parts after a few tokens (the base model's does
+    // not; llama-server's prompt cache behaves the same), so a reused run has its own reference,
+    // computed here in a known cache state.
+    let tuned_reused = with.chat(&q, &p, &mut |_| true).unwrap().text;
+    assert_ne!(
+        base, tuned_reused,
+        "the adapter changed nothing on a reused prompt"
+    );
+    // And back, interleaved from two threads: each gets the text of its own adapter set. The base
+    // request always starts from a cleared cache (the adapter switch drops it); the adapter
+    // request reuses the cache when it runs first, and starts cold when it runs second.
     let h1 = {
         let mut c = be.client();
         std::thread::spawn(move || {
@@ -207,5 +219,9 @@ fn adapters_switch_between_batches() {
         })
     };
     assert_eq!(h1.join().unwrap(), base);
-    assert_eq!(h2.join().unwrap(), tuned);
+    let t2 = h2.join().unwrap();
+    assert!(
+        t2 == tuned || t2 == tuned_reused,
+        "{t2:?} is neither the adapter's cold text {tuned:?} nor its reused-cache text {tuned_reused:?}"
+    );
 }

@@ -367,6 +367,143 @@ fn interrupt_then_resume_continues_the_same_loss_curve() {
     eprintln!("{:.1} s", t0.elapsed().as_secs_f64());
 }
 
+/// kill -9 (no handler runs) at six points of a run: before the first checkpoint, between steps,
+/// and at times that fall inside checkpoint writes on some runs. Each time `--resume` goes on from
+/// the last complete checkpoint (never from scratch); the final adapter is byte for byte a
+/// straight run's, and the loss curve is the straight run's.
+#[test]
+fn sigkill_then_resume_gives_the_adapter_of_a_straight_run() {
+    let t0 = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let data = messages_file(dir.path());
+    let model = tiny_phi3(dir.path());
+    let args = |out: &Path, resume: bool| -> Vec<String> {
+        let mut v: Vec<String> = [
+            "tune",
+            "--data",
+            s(&data),
+            "--model",
+            s(&model),
+            "--out",
+            s(out),
+            "--steps",
+            "40",
+            "--batch",
+            "3",
+            "--max-seq",
+            "64",
+            "--lr",
+            "5e-3",
+            "--dropout",
+            "0.1",
+            "--eval-every",
+            "10",
+            "--save-every",
+            "4",
+            "--json",
+        ]
+        .iter()
+        .map(|x| x.to_string())
+        .collect();
+        if resume {
+            v.push("--resume".into());
+        }
+        v
+    };
+    let straight = dir.path().join("straight");
+    let a = ok_json(&lorag().args(args(&straight, false)).output().unwrap());
+    assert_eq!(a["steps"], 40);
+    let want = std::fs::read(straight.join("adapter.gguf")).unwrap();
+
+    let split = dir.path().join("split");
+    let steps_done = || {
+        std::fs::read_to_string(split.join("metrics.jsonl"))
+            .map(|t| t.lines().filter(|l| l.ends_with('}')).count())
+            .unwrap_or(0)
+    };
+    // The step of the last complete checkpoint: `checkpoint/`, or `checkpoint.old/` when the kill
+    // fell between save_checkpoint's two renames (the next run puts it back).
+    let checkpoint_step = || -> u64 {
+        ["checkpoint", "checkpoint.old"]
+            .iter()
+            .find_map(|d| std::fs::read_to_string(split.join(d).join("state.json")).ok())
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            .and_then(|v| v["step"].as_u64())
+            .unwrap_or(0)
+    };
+    let log = dir.path().join("stderr.txt");
+    // (metrics lines to wait for, then extra milliseconds before the kill)
+    let mut killed_at = Vec::new();
+    for (i, (lines, extra_ms)) in [(1, 0u64), (6, 3), (13, 0), (22, 7), (30, 1), (37, 0)]
+        .into_iter()
+        .enumerate()
+    {
+        let from = checkpoint_step();
+        let mut child = lorag()
+            .args(args(&split, i > 0))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while steps_done() < lines {
+            assert!(
+                Instant::now() < deadline,
+                "no progress to {lines} metrics lines"
+            );
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        std::thread::sleep(Duration::from_millis(extra_ms));
+        let _ = child.kill(); // SIGKILL (the run may just have ended)
+        child.wait().unwrap();
+        killed_at.push(steps_done());
+        // A run that found a checkpoint went on from it (it wrote metrics past it before the
+        // kill), rather than starting over.
+        if from > 0 {
+            let err = std::fs::read_to_string(&log).unwrap();
+            assert!(
+                err.contains(&format!("resuming from step {from} of 40")),
+                "run {i} did not resume from step {from}: {err}"
+            );
+        }
+        // Whatever was cut, no temporary checkpoint is trusted and tune.json stays whole.
+        let info: Value =
+            serde_json::from_str(&std::fs::read_to_string(split.join("tune.json")).unwrap())
+                .unwrap();
+        assert!(info["train"].is_object());
+    }
+    let from = checkpoint_step();
+    assert!(
+        from >= 28,
+        "the last kill came after step 36, its checkpoint is at {from}"
+    );
+    let b = ok_json(&lorag().args(args(&split, true)).output().unwrap());
+    assert_eq!(b["steps"], 40);
+    assert_eq!(b["resumed_from"], from);
+    let got = std::fs::read(split.join("adapter.gguf")).unwrap();
+    assert!(
+        got == want,
+        "the resumed adapter differs from the straight run's (killed after {killed_at:?} metrics lines)"
+    );
+    let (ma, mb) = (metrics(&straight), metrics(&split));
+    assert_eq!(ma.len(), mb.len(), "killed after {killed_at:?}");
+    for (x, y) in ma.iter().zip(&mb) {
+        for k in ["step", "loss", "eval_loss", "lr"] {
+            assert_eq!(x[k], y[k], "{k}, killed after {killed_at:?}");
+        }
+    }
+    for leftover in ["checkpoint.partial", "checkpoint.old"] {
+        assert!(!split.join(leftover).exists(), "{leftover} left behind");
+    }
+    eprintln!(
+        "killed after {killed_at:?} metrics lines; {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+}
+
 #[test]
 fn a_malformed_line_names_file_and_line_and_skip_bad_goes_on() {
     let dir = tempfile::tempdir().unwrap();

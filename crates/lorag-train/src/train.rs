@@ -5,7 +5,9 @@
 //! - A run is a pure function of (model, data, config): batches, dropout masks and the schedule
 //!   derive from the seed and the step, so stopping after step k and resuming from the checkpoint
 //!   gives the same numbers as a straight run.
-//! - A checkpoint is complete or absent (written to `checkpoint.partial/`, then renamed).
+//! - A checkpoint is complete or absent (written to `checkpoint.partial/`, synced, then renamed;
+//!   [`recover_checkpoint`] undoes a kill between the renames), so kill -9 at any point and
+//!   `--resume` give the adapter of a straight run.
 //! - A NaN/inf loss or gradient stops the run before the update; the last checkpoint stays.
 
 use crate::data::Example;
@@ -126,9 +128,16 @@ pub fn train(
     let plan = BatchPlan::new(train, cfg);
     let mut log = MetricsLog::open(run_dir)?;
     let mut start = 0;
-    if ctl.resume && checkpoint_dir(run_dir).exists() {
+    if ctl.resume && recover_checkpoint(run_dir)?.is_some() {
         start = load_checkpoint(run_dir, &names, &vars, &mut opt, cfg)?;
         log.truncate_after(start)?;
+        if ctl.progress {
+            eprintln!(
+                "resuming from step {start} of {} ({})",
+                cfg.steps,
+                checkpoint_dir(run_dir).display()
+            );
+        }
     } else {
         log.reset()?;
         let el = eval_loss(model, eval, cfg)?;
@@ -528,6 +537,26 @@ pub fn checkpoint_dir(run: &Path) -> PathBuf {
     run.join("checkpoint")
 }
 
+/// The run's last complete checkpoint, after undoing what a kill in the middle of
+/// [`save_checkpoint`] left: a `checkpoint.partial/` is dropped (it was never complete), and a
+/// `checkpoint.old/` without a `checkpoint/` (killed between the two renames) becomes the
+/// checkpoint again. None when the run has none.
+pub fn recover_checkpoint(run: &Path) -> Result<Option<PathBuf>> {
+    let dst = checkpoint_dir(run);
+    let old = run.join("checkpoint.old");
+    let tmp = run.join("checkpoint.partial");
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(io_err(&tmp))?;
+    }
+    if !dst.exists() && old.join("state.json").is_file() {
+        std::fs::rename(&old, &dst).map_err(io_err(&old))?;
+    }
+    if old.exists() {
+        std::fs::remove_dir_all(&old).map_err(io_err(&old))?;
+    }
+    Ok(dst.join("state.json").is_file().then_some(dst))
+}
+
 fn last_checkpoint_step(run: &Path) -> Option<usize> {
     let s = std::fs::read_to_string(checkpoint_dir(run).join("state.json")).ok()?;
     serde_json::from_str::<CheckpointState>(&s)
@@ -564,6 +593,14 @@ fn save_checkpoint(
         serde_json::to_string_pretty(&state).expect("serializable"),
     )
     .map_err(io_err(&sp))?;
+    // On disk before the renames, so that a crash of the machine (not only of the process)
+    // cannot leave a renamed checkpoint whose files are empty.
+    for f in ["adapter.safetensors", "optimizer.safetensors", "state.json"] {
+        let p = tmp.join(f);
+        std::fs::File::open(&p)
+            .and_then(|f| f.sync_all())
+            .map_err(io_err(&p))?;
+    }
     let dst = checkpoint_dir(run);
     let old = run.join("checkpoint.old");
     let _ = std::fs::remove_dir_all(&old);
@@ -618,4 +655,46 @@ fn load_checkpoint(
     let o = candle_core::safetensors::load(dir.join("optimizer.safetensors"), &dev)?;
     opt.load_state(names, &o, state.adam_t).map_err(bad)?;
     Ok(state.step)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ckpt(dir: &Path, step: usize) {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("state.json"), format!("{{\"step\": {step}}}")).unwrap();
+    }
+
+    fn step_of(dir: &Path) -> String {
+        std::fs::read_to_string(dir.join("state.json")).unwrap()
+    }
+
+    /// Every state a kill inside `save_checkpoint` can leave, and what resuming finds.
+    #[test]
+    fn a_kill_inside_save_checkpoint_leaves_the_last_complete_checkpoint() {
+        let t = tempfile::tempdir().unwrap();
+        let run = t.path();
+        let (dst, old, tmp) = (
+            checkpoint_dir(run),
+            run.join("checkpoint.old"),
+            run.join("checkpoint.partial"),
+        );
+        assert_eq!(recover_checkpoint(run).unwrap(), None);
+        // Killed while writing the new one: the old one stands, the partial one goes.
+        ckpt(&dst, 4);
+        ckpt(&tmp, 8);
+        assert_eq!(recover_checkpoint(run).unwrap(), Some(dst.clone()));
+        assert!(step_of(&dst).contains('4') && !tmp.exists());
+        // Killed between the two renames: the old one comes back.
+        std::fs::rename(&dst, &old).unwrap();
+        ckpt(&tmp, 8);
+        assert_eq!(recover_checkpoint(run).unwrap(), Some(dst.clone()));
+        assert!(step_of(&dst).contains('4') && !tmp.exists() && !old.exists());
+        // Killed before the old one was removed: the new one stands.
+        ckpt(&old, 4);
+        std::fs::write(dst.join("state.json"), "{\"step\": 8}").unwrap();
+        assert_eq!(recover_checkpoint(run).unwrap(), Some(dst.clone()));
+        assert!(step_of(&dst).contains('8') && !old.exists());
+    }
 }

@@ -497,10 +497,7 @@ fn write_messages(items: &[QaItem], path: &Path) -> Result<()> {
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!("partial-{}", std::process::id()));
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    Ok(lorag_eval::write_atomic(path, bytes)?)
 }
 
 fn lorag_exe() -> Result<PathBuf> {

@@ -240,7 +240,8 @@ pub fn run(args: TuneArgs) -> Result<()> {
     let t_start = Instant::now();
     validate(&args)?;
     let model_path = super::resolve_model(args.model.as_deref())?;
-    let ckpt = lorag_train::train::checkpoint_dir(&args.out);
+    let ckpt = lorag_train::train::recover_checkpoint(&args.out)?
+        .unwrap_or_else(|| lorag_train::train::checkpoint_dir(&args.out));
     if ckpt.exists() && !args.resume {
         bail!(
             "{} already holds a run (a checkpoint); continue it with --resume, or choose another --out",
@@ -407,11 +408,12 @@ pub fn run(args: TuneArgs) -> Result<()> {
             }
         }
     }
-    std::fs::write(
+    lorag_eval::write_atomic(
         &info_path,
-        serde_json::to_string_pretty(&run_info).expect("json"),
-    )
-    .with_context(|| format!("writing {}", info_path.display()))?;
+        serde_json::to_string_pretty(&run_info)
+            .expect("json")
+            .as_bytes(),
+    )?;
 
     let interrupt = install_sigint();
     let ctl = RunControl {

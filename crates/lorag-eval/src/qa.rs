@@ -76,14 +76,120 @@ fn bad(path: &Path, line: usize, msg: impl Into<String>) -> Error {
     }
 }
 
-/// Read a JSONL Q&A file.
+/// The longest line [`read_jsonl`] reads (16 MiB): a longer one is refused, naming file and
+/// line, after reading no more than this much of it.
+pub const MAX_LINE_BYTES: usize = 16 << 20;
+
+/// A line of a JSONL file, read by [`next_line`].
+enum Line {
+    /// The end of the file.
+    End,
+    /// A line (its bytes in the buffer, without the line end).
+    Text,
+    /// A line longer than the limit: it was read to its end but not kept.
+    TooLong,
+}
+
+/// Reads the next line of `r` into `buf` (without `\n` or `\r\n`), keeping at most `limit`
+/// bytes: memory stays bounded whatever the file holds.
+fn next_line(
+    r: &mut impl std::io::BufRead,
+    buf: &mut Vec<u8>,
+    limit: usize,
+) -> std::io::Result<Line> {
+    use std::io::{BufRead, Read};
+    buf.clear();
+    // `limit` bytes and a `\r\n` at most: more is a line over the limit.
+    let n = r.by_ref().take(limit as u64 + 2).read_until(b'\n', buf)?;
+    if n == 0 {
+        return Ok(Line::End);
+    }
+    let whole = buf.last() == Some(&b'\n') || n < limit + 2;
+    if buf.last() == Some(&b'\n') {
+        buf.pop();
+        if buf.last() == Some(&b'\r') {
+            buf.pop();
+        }
+    }
+    if !whole {
+        // Read the rest of the line without keeping it.
+        loop {
+            let avail = r.fill_buf()?;
+            if avail.is_empty() {
+                break;
+            }
+            match avail.iter().position(|&b| b == b'\n') {
+                Some(at) => {
+                    r.consume(at + 1);
+                    break;
+                }
+                None => {
+                    let all = avail.len();
+                    r.consume(all);
+                }
+            }
+        }
+    }
+    if buf.len() > limit {
+        buf.clear();
+        return Ok(Line::TooLong);
+    }
+    Ok(Line::Text)
+}
+
+/// `limit` as `16 MiB`, or in bytes when it is not a whole number of MiB.
+fn human_bytes(limit: usize) -> String {
+    if limit >= 1 << 20 && limit.is_multiple_of(1 << 20) {
+        format!("{} MiB", limit >> 20)
+    } else {
+        format!("{limit}-byte")
+    }
+}
+
+/// Read a JSONL Q&A file, line by line. A line that is not UTF-8, or longer than
+/// [`MAX_LINE_BYTES`], is a bad line like any other.
 pub fn read_jsonl(path: &Path) -> Result<Vec<QaItem>> {
-    let text = std::fs::read_to_string(path).map_err(io_err(path))?;
+    read_jsonl_limited(path, MAX_LINE_BYTES)
+}
+
+fn read_jsonl_limited(path: &Path, limit: usize) -> Result<Vec<QaItem>> {
+    let file = std::fs::File::open(path).map_err(io_err(path))?;
+    let mut reader = std::io::BufReader::new(file);
+    let mut buf = Vec::new();
     let mut out = Vec::new();
     let mut ids = HashSet::new();
-    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
-    for (i, line) in text.lines().enumerate() {
-        let n = i + 1;
+    let mut n = 0;
+    loop {
+        let line = next_line(&mut reader, &mut buf, limit).map_err(io_err(path))?;
+        n += 1;
+        if matches!(line, Line::End) {
+            break;
+        }
+        if matches!(line, Line::TooLong) {
+            return Err(bad(
+                path,
+                n,
+                format!(
+                    "the line is longer than the {} limit for one line",
+                    human_bytes(limit)
+                ),
+            ));
+        }
+        let bytes = if n == 1 {
+            buf.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&buf)
+        } else {
+            &buf
+        };
+        let line = std::str::from_utf8(bytes).map_err(|e| {
+            bad(
+                path,
+                n,
+                format!(
+                    "not UTF-8 text (invalid bytes after byte {} of the line)",
+                    e.valid_up_to()
+                ),
+            )
+        })?;
         if line.trim().is_empty() {
             continue;
         }
@@ -404,6 +510,35 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("no questions"));
+    }
+
+    #[test]
+    fn a_line_over_the_limit_or_not_utf8_names_file_and_line() {
+        let d = tempfile::tempdir().unwrap();
+        let ok = r#"{"question":"q","answer":"a"}"#;
+        let long = format!(r#"{{"question":"{}","answer":"a"}}"#, "x".repeat(300));
+        for end in ["\n", "\r\n", ""] {
+            let p = file(&d, "long.jsonl", &format!("{ok}\n\n{long}{end}"));
+            let e = read_jsonl_limited(&p, 256).unwrap_err().to_string();
+            assert_eq!(
+                e,
+                format!(
+                    "{}:3: the line is longer than the 256-byte limit for one line",
+                    p.display()
+                )
+            );
+            // The limit is on the line's bytes, without its end.
+            assert_eq!(read_jsonl_limited(&p, long.len()).unwrap().len(), 2);
+            assert!(read_jsonl_limited(&p, long.len() - 1).is_err());
+        }
+        assert_eq!(human_bytes(MAX_LINE_BYTES), "16 MiB");
+        let p = d.path().join("latin1.jsonl");
+        std::fs::write(&p, b"{\"question\":\"q\",\"answer\":\"caf\xe9\"}\n").unwrap();
+        let e = read_qa(&p).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("{}:1: not UTF-8 text", p.display())),
+            "{e}"
+        );
     }
 
     #[test]

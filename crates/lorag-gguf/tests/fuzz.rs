@@ -4,70 +4,22 @@
 //! multiple of the file's size: a counting allocator measures the peak of every call.
 //!
 //! The suite runs a bounded number of mutations; `bench/fuzz.sh` runs more
-//! (`LORAG_FUZZ_CASES`, `LORAG_FUZZ_SEED`).
+//! (`LORAG_FUZZ_CASES`, `LORAG_FUZZ_SEED`). The allocator and the mutator are shared with the
+//! other fuzz tests: `crates/lorag-fuzz`.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use lorag_gguf::tiny::{write_random_lora, write_tiny_model, Arch, Rng, TinyConfig};
+use lorag_fuzz::{mutate_binary, peak_of, Rng};
+use lorag_gguf::tiny::{write_random_lora, write_tiny_model, Arch, TinyConfig};
 use lorag_gguf::{Error, Gguf, Value, Writer};
 
-struct Counting;
-
-thread_local! {
-    static LIVE: Cell<u64> = const { Cell::new(0) };
-    static PEAK: Cell<u64> = const { Cell::new(0) };
-}
-
-fn grow(n: usize) {
-    let _ = LIVE.try_with(|live| {
-        let v = live.get().saturating_add(n as u64);
-        live.set(v);
-        let _ = PEAK.try_with(|p| p.set(p.get().max(v)));
-    });
-}
-
-fn shrink(n: usize) {
-    let _ = LIVE.try_with(|live| live.set(live.get().saturating_sub(n as u64)));
-}
-
-// SAFETY: every call forwards to the system allocator; the counters are thread-locals without
-// destructors, so they never allocate. A request is counted before it is made, so a huge one
-// shows in the peak even though the system would refuse it.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        grow(layout.size());
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        grow(layout.size());
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) };
-        shrink(layout.size());
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if new_size > layout.size() {
-            grow(new_size - layout.size());
-        } else {
-            shrink(layout.size() - new_size);
-        }
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static ALLOC: Counting = Counting;
+static ALLOC: lorag_fuzz::Counting = lorag_fuzz::Counting;
 
 /// `Gguf::open(path)` and the most bytes it held at once.
 fn open_measured(path: &Path) -> (lorag_gguf::Result<Gguf>, u64) {
-    let base = LIVE.with(Cell::get);
-    PEAK.with(|p| p.set(base));
-    let r = Gguf::open(path);
-    (r, PEAK.with(Cell::get) - base)
+    peak_of(|| Gguf::open(path))
 }
 
 /// The bound on what opening a file of `size` bytes may hold: the BufReader's 64 KiB, the
@@ -316,75 +268,6 @@ fn write_vocab(path: &Path) {
     w.write(path).expect("write vocab");
 }
 
-/// Inserted or overwritten by mutations: numbers that make counts and lengths lie.
-const INTERESTING: &[u64] = &[
-    0,
-    1,
-    7,
-    8,
-    9,
-    12,
-    13,
-    31,
-    32,
-    33,
-    255,
-    4096,
-    65_535,
-    1 << 31,
-    u32::MAX as u64,
-    1 << 32,
-    1 << 40,
-    1 << 62,
-    i64::MAX as u64,
-    u64::MAX,
-];
-
-fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
-    let mut b = input.to_vec();
-    let below = |rng: &mut Rng, n: usize| (rng.next_u64() % n.max(1) as u64) as usize;
-    for _ in 0..1 + below(rng, 4) {
-        let len = b.len();
-        // Headers are where lies matter: aim half the mutations at the first 1 KiB.
-        let at = if below(rng, 2) == 0 {
-            below(rng, len.min(1024))
-        } else {
-            below(rng, len)
-        };
-        match below(rng, 7) {
-            0 => b[at] ^= 1 << below(rng, 8),
-            1 => b[at] = rng.next_u64() as u8,
-            2 => {
-                let v = INTERESTING[below(rng, INTERESTING.len())];
-                let width = [1, 2, 4, 8][below(rng, 4)];
-                let bytes = &v.to_le_bytes()[..width];
-                let end = (at + width).min(len);
-                b[at..end].copy_from_slice(&bytes[..end - at]);
-            }
-            3 => b.truncate(at.max(1)),
-            4 => {
-                let n = 1 + below(rng, 32.min(len - at));
-                b.drain(at..at + n);
-            }
-            5 => {
-                let n = 1 + below(rng, 64.min(len - at));
-                let piece = b[at..at + n].to_vec();
-                let to = below(rng, len);
-                b.splice(to..to, piece);
-            }
-            _ => {
-                let n = 1 + below(rng, 16);
-                let bytes: Vec<u8> = (0..n).map(|_| rng.next_u64() as u8).collect();
-                b.splice(at..at, bytes);
-            }
-        }
-        if b.is_empty() {
-            b.push(0);
-        }
-    }
-    b
-}
-
 #[test]
 fn mutated_models_and_adapters_never_panic_or_overallocate() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -411,20 +294,14 @@ fn mutated_models_and_adapters_never_panic_or_overallocate() {
     write_random_lora("llama", &targets, 2, 4.0, 3, 0.1, &lora).expect("lora");
     seeds.push(std::fs::read(&lora).expect("read"));
 
-    let n: u64 = std::env::var("LORAG_FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1500);
-    let seed: u64 = std::env::var("LORAG_FUZZ_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0x10_4A6);
+    let n = lorag_fuzz::cases(1500);
+    let seed = lorag_fuzz::seed();
     let case = dir.path().join("case.gguf");
     let (mut opened, mut refused, mut max_peak, mut slowest) = (0u64, 0u64, 0u64, Duration::ZERO);
     for i in 0..n {
         let mut rng = Rng::new(seed ^ i.wrapping_mul(0x1000_0001));
-        let input = &seeds[(rng.next_u64() % seeds.len() as u64) as usize];
-        let bytes = mutate(&mut rng, input);
+        let input = &seeds[rng.below(seeds.len())];
+        let bytes = mutate_binary(&mut rng, input);
         std::fs::write(&case, &bytes).expect("write case");
         let started = Instant::now();
         // A panic fails the test here, with the case named.

@@ -11,286 +11,54 @@
 //! (`LORAG_FUZZ_CASES` per loader, `LORAG_FUZZ_SEED`). A failing case is kept in
 //! `LORAG_FUZZ_OUT` (default: a `lorag-fuzz` folder in the temporary directory) and named in
 //! the failure with its seed and number, so `LORAG_FUZZ_SEED=S LORAG_FUZZ_ONLY=N` replays it.
+//! The harness (allocator, mutator, case runner) is shared: `crates/lorag-fuzz`.
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{candidate, para, run, write_docx, write_pdf};
 use lorag_core::WordCounter;
+use lorag_fuzz::{cases, env_u64, run_on_thread, Outcome, Prepared, Rng, Stats, Target};
 use lorag_ingest::{load, Candidate, ChunkOptions};
 
-// ---------- a counting allocator: the peak bytes one thread holds ----------
-
-struct Counting;
-
-thread_local! {
-    static LIVE: Cell<u64> = const { Cell::new(0) };
-    static PEAK: Cell<u64> = const { Cell::new(0) };
-}
-
-fn grow(n: usize) {
-    let _ = LIVE.try_with(|live| {
-        let v = live.get().saturating_add(n as u64);
-        live.set(v);
-        let _ = PEAK.try_with(|p| p.set(p.get().max(v)));
-    });
-}
-
-fn shrink(n: usize) {
-    let _ = LIVE.try_with(|live| live.set(live.get().saturating_sub(n as u64)));
-}
-
-// SAFETY: every call forwards to the system allocator; the counters are plain thread-locals
-// without destructors, so they never allocate.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        grow(layout.size());
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        grow(layout.size());
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) };
-        shrink(layout.size());
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if new_size > layout.size() {
-            grow(new_size - layout.size());
-        } else {
-            shrink(layout.size() - new_size);
-        }
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static ALLOC: Counting = Counting;
+static ALLOC: lorag_fuzz::Counting = lorag_fuzz::Counting;
 
-/// Runs `f` and returns its result and the most bytes it held at once (on this thread).
-fn peak_of<T>(f: impl FnOnce() -> T) -> (T, u64) {
-    let base = LIVE.with(Cell::get);
-    PEAK.with(|p| p.set(base));
-    let out = f();
-    (out, PEAK.with(Cell::get) - base)
+/// The most bytes loading an input of `len` bytes may hold at once.
+fn bound(len: u64) -> u64 {
+    (64 << 20) + 64 * len
 }
 
-// ---------- the mutator ----------
-
-/// xorshift64*: deterministic, seedable, no RNG crate.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
-
-const INTERESTING: &[&[u8]] = &[
-    b"0",
-    b"-1",
-    b"4294967295",
-    b"4294967296",
-    b"18446744073709551615",
-    b"9223372036854775807",
-    b"-9223372036854775808",
-    b"999999999999999999999999",
-    b"1e308",
-    b"NaN",
-    b"\xff\xff\xff\xff",
-    b"\x00\x00\x00\x80",
-    b"\xff\xfe",
-    b"\xef\xbb\xbf",
-    b"\xc3",
-    b"\xed\xa0\x80",
-];
-
-/// 1-4 mutations of `input`; `tokens` are pieces of the format (tags, brackets, keywords).
-fn mutate(rng: &mut Rng, input: &[u8], tokens: &[&[u8]]) -> Vec<u8> {
-    let mut b = input.to_vec();
-    for _ in 0..1 + rng.below(4) {
-        let len = b.len();
-        let at = rng.below(len + 1);
-        match rng.below(10) {
-            0 if len > 0 => {
-                let i = rng.below(len);
-                b[i] ^= 1 << rng.below(8);
+/// Loads `c`, chunking what loads with every chunk invariant checked; an error must name the
+/// file. `Err(message)` when the file is refused.
+fn load_checked(c: Candidate) -> Result<(), String> {
+    match load(&c) {
+        Ok(loaded) => {
+            let opts = ChunkOptions {
+                max_tokens: 48,
+                overlap: 8,
+            };
+            for doc in &loaded.documents {
+                common::chunk_checked(doc, &WordCounter, &opts);
             }
-            1 if len > 0 => {
-                let i = rng.below(len);
-                b[i] = rng.next() as u8;
-            }
-            2 => {
-                let v = INTERESTING[rng.below(INTERESTING.len())];
-                let end = (at + v.len()).min(len);
-                b.splice(at..end, v.iter().copied());
-            }
-            3 if !tokens.is_empty() => {
-                let t = tokens[rng.below(tokens.len())];
-                b.splice(at..at, t.iter().copied());
-            }
-            4 if len > 0 => {
-                let start = rng.below(len);
-                let n = 1 + rng.below(64.min(len - start));
-                b.drain(start..start + n);
-            }
-            5 if len > 0 => {
-                let start = rng.below(len);
-                let n = 1 + rng.below(256.min(len - start));
-                let piece = b[start..start + n].to_vec();
-                let to = rng.below(len + 1);
-                b.splice(to..to, piece);
-            }
-            6 => {
-                // A long repeat: deep nesting, huge lines, many fields.
-                let piece: Vec<u8> = if !tokens.is_empty() && rng.below(2) == 0 {
-                    tokens[rng.below(tokens.len())].to_vec()
-                } else if len > 0 {
-                    let start = rng.below(len);
-                    b[start..(start + 1 + rng.below(8)).min(len)].to_vec()
-                } else {
-                    b"x".to_vec()
-                };
-                let times = 1 + rng.below(20_000 / piece.len().max(1));
-                let rep = piece.repeat(times);
-                b.splice(at..at, rep);
-            }
-            7 if len > 1 => b.truncate(rng.below(len)),
-            8 if len > 0 => {
-                // Swap two ranges' bytes (reorders structure).
-                let i = rng.below(len);
-                let j = rng.below(len);
-                b.swap(i, j);
-            }
-            _ => {
-                let n = 1 + rng.below(16);
-                let bytes: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();
-                b.splice(at..at, bytes);
-            }
+            Ok(())
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            assert!(
+                msg.starts_with(&format!("{}: ", c.source)),
+                "an error that does not name the file: {msg}"
+            );
+            Err(msg)
         }
     }
-    b.truncate(1 << 20);
-    b
-}
-
-// ---------- the harness ----------
-
-fn env_u64(name: &str) -> Option<u64> {
-    std::env::var(name).ok().and_then(|v| v.parse().ok())
-}
-
-/// Cases per loader: `LORAG_FUZZ_CASES`, else the suite's bounded count.
-fn cases(default: u64) -> u64 {
-    env_u64("LORAG_FUZZ_CASES").unwrap_or(default)
-}
-
-fn out_dir(kind: &str) -> PathBuf {
-    let base = std::env::var_os("LORAG_FUZZ_OUT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir().join("lorag-fuzz"));
-    let dir = base.join(format!("{kind}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("fuzz output folder");
-    dir
-}
-
-/// How one case ended.
-enum Outcome {
-    /// It returned: what, the most bytes it held at once, and the bound on that.
-    Done {
-        case: Case,
-        peak: u64,
-        bound: u64,
-    },
-    Panicked(String),
-    Hung,
-}
-
-/// Loads `cand` (an input of `len` bytes) on a thread of its own with a 2 MiB stack, chunking
-/// what loads with every chunk invariant checked, and waits at most `timeout`.
-fn run_case(cand: &Candidate, len: u64, timeout: Duration) -> Outcome {
-    let bound = (64 << 20) + 64 * len;
-    let (tx, rx) = mpsc::channel();
-    let c = cand.clone();
-    let handle = std::thread::Builder::new()
-        .stack_size(2 << 20)
-        .spawn(move || {
-            let case = peak_of(|| match load(&c) {
-                Ok(loaded) => {
-                    let opts = ChunkOptions {
-                        max_tokens: 48,
-                        overlap: 8,
-                    };
-                    for doc in &loaded.documents {
-                        common::chunk_checked(doc, &WordCounter, &opts);
-                    }
-                    Case::Loaded
-                }
-                Err(e) => {
-                    let msg = e.to_string();
-                    assert!(
-                        msg.starts_with(&format!("{}: ", c.source)),
-                        "an error that does not name the file: {msg}"
-                    );
-                    Case::Failed(msg)
-                }
-            });
-            let _ = tx.send(case);
-        })
-        .expect("spawn");
-    match rx.recv_timeout(timeout) {
-        Ok((case, peak)) => {
-            let _ = handle.join();
-            Outcome::Done { case, peak, bound }
-        }
-        Err(mpsc::RecvTimeoutError::Disconnected) => Outcome::Panicked(match handle.join() {
-            Err(p) => p
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "panic".into()),
-            Ok(()) => "ended without a result".into(),
-        }),
-        Err(mpsc::RecvTimeoutError::Timeout) => Outcome::Hung,
-    }
-}
-
-/// What a run saw: outcome counts, the largest peak, and distinct error kinds.
-#[derive(Default)]
-struct Stats {
-    ok: u64,
-    err: u64,
-    max_peak: u64,
-    slowest: Duration,
-    errors: BTreeMap<String, u64>,
-    failures: Vec<String>,
-}
-
-/// How a case went, from its thread.
-enum Case {
-    Loaded,
-    Failed(String),
 }
 
 /// Fuzzes `kind` from `seeds`: each case writes one mutated file (via `write`, which returns the
-/// candidate to load) and loads it under the time, panic and memory checks.
+/// candidate to load) and loads it on its own thread under the time, panic and memory checks
+/// (`lorag_fuzz::fuzz`).
 fn fuzz(
     kind: &str,
     n: u64,
@@ -298,93 +66,28 @@ fn fuzz(
     tokens: &[&[u8]],
     write: impl Fn(&Path, &[u8], &mut Rng) -> Candidate,
 ) -> Stats {
-    let seed = env_u64("LORAG_FUZZ_SEED").unwrap_or(0x10_4A6);
-    let only = env_u64("LORAG_FUZZ_ONLY");
-    let timeout = Duration::from_secs(env_u64("LORAG_FUZZ_TIMEOUT_S").unwrap_or(20));
-    let dir = out_dir(kind);
-    let kind_salt = kind
-        .bytes()
-        .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(b.into()));
-    let mut stats = Stats::default();
-    for i in 0..n {
-        if only.is_some_and(|o| o != i) {
-            continue;
+    let target = Target {
+        kind,
+        cases: n,
+        seeds,
+        tokens,
+        bound,
+        error_kind,
+    };
+    lorag_fuzz::fuzz(&target, |dir, bytes, rng| {
+        let cand = write(dir, bytes, rng);
+        Prepared {
+            file: cand.path.clone(),
+            name: cand.source.clone(),
+            run: Box::new(move || load_checked(cand)),
         }
-        let mut rng = Rng::new(seed ^ kind_salt ^ i.wrapping_mul(0x1000_0001));
-        let input = &seeds[rng.below(seeds.len())];
-        let bytes = mutate(&mut rng, input, tokens);
-        let case_dir = dir.join("current");
-        let _ = std::fs::remove_dir_all(&case_dir);
-        std::fs::create_dir_all(&case_dir).expect("case folder");
-        let cand = write(&case_dir, &bytes, &mut rng);
-        let started = Instant::now();
-        let outcome = run_case(&cand, bytes.len() as u64, timeout);
-        stats.slowest = stats.slowest.max(started.elapsed());
-        let why = match outcome {
-            Outcome::Done { case, peak, bound } => {
-                match case {
-                    Case::Loaded => stats.ok += 1,
-                    Case::Failed(msg) => {
-                        stats.err += 1;
-                        *stats
-                            .errors
-                            .entry(error_kind(&msg, &cand.source))
-                            .or_default() += 1;
-                    }
-                }
-                stats.max_peak = stats.max_peak.max(peak);
-                (peak > bound).then(|| format!("held {peak} bytes at once (bound {bound})"))
-            }
-            Outcome::Panicked(why) => Some(format!("panicked: {why}")),
-            Outcome::Hung => Some(format!("still running after {timeout:?} (hang)")),
-        };
-        if let Some(why) = why {
-            let name = format!(
-                "case-{i}.{}",
-                cand.path
-                    .extension()
-                    .map_or("bin".into(), |e| e.to_string_lossy())
-            );
-            let kept = dir.join(name);
-            let _ = std::fs::copy(&cand.path, &kept);
-            stats.failures.push(format!(
-                "{kind} case {i} (LORAG_FUZZ_SEED={seed} LORAG_FUZZ_ONLY={i}): {why}; input kept at {}",
-                kept.display()
-            ));
-            if why.ends_with("(hang)") {
-                // The thread cannot be stopped: stop this loader's run here.
-                break;
-            }
-        }
-    }
-    eprintln!(
-        "fuzz {kind}: {n} cases: {} loaded, {} refused, {} failures (panic, hang or memory); \
-         max peak {} KiB; slowest {:?}",
-        stats.ok,
-        stats.err,
-        stats.failures.len(),
-        stats.max_peak >> 10,
-        stats.slowest,
-    );
-    for (what, count) in &stats.errors {
-        eprintln!("fuzz {kind}:   {count:6} x {what}");
-    }
-    let _ = std::fs::remove_dir_all(dir.join("current"));
-    assert!(
-        stats.failures.is_empty(),
-        "{} failing case(s):\n{}",
-        stats.failures.len(),
-        stats.failures.join("\n")
-    );
-    stats
+    })
 }
 
-/// An error message reduced to its kind: the source and numbers dropped, the first words kept.
-fn error_kind(msg: &str, source: &str) -> String {
-    let rest = msg
-        .strip_prefix(source)
-        .unwrap_or(msg)
-        .trim_start_matches(": ");
+/// An error message (after its source) reduced to its kind: a caught PDF extractor panic by its
+/// message, anything else by its first words without numbers.
+fn error_kind(rest: &str) -> String {
+    let rest = rest.trim_start_matches(": ");
     if let Some(at) = rest.find("the PDF extractor failed (") {
         let panic = &rest[at + "the PDF extractor failed (".len()..];
         let panic = panic
@@ -394,12 +97,7 @@ fn error_kind(msg: &str, source: &str) -> String {
         let short: String = panic.chars().take(90).collect();
         return format!("caught panic: {short}");
     }
-    let words: Vec<&str> = rest
-        .split_whitespace()
-        .filter(|w| !w.chars().any(|c| c.is_ascii_digit()))
-        .take(7)
-        .collect();
-    words.join(" ")
+    lorag_fuzz::error_kind(rest)
 }
 
 /// Writes the bytes as `case.EXT` and returns its candidate.
@@ -785,10 +483,10 @@ fn kept_fuzz_findings_stay_fixed() {
             candidate(&path, &ext)
         };
         let len = std::fs::metadata(&path).expect("meta").len();
-        match run_case(&cand, len, Duration::from_secs(60)) {
-            Outcome::Done { case, peak, bound } => {
-                assert!(peak <= bound, "{}: held {peak} bytes", path.display());
-                if let Case::Failed(msg) = case {
+        match run_on_thread(move || load_checked(cand), Duration::from_secs(60)) {
+            Outcome::Done { value, peak } => {
+                assert!(peak <= bound(len), "{}: held {peak} bytes", path.display());
+                if let Err(msg) = value {
                     eprintln!("{}: refused: {msg}", path.display());
                 }
             }

@@ -177,20 +177,123 @@ pub fn parse_conversation(v: &Value) -> std::result::Result<(Format, Vec<Message
     Ok((format, msgs))
 }
 
-/// Read a JSONL file into conversations. A malformed line is an error naming file and line,
-/// unless `skip_bad` (then it is counted in `stats.skipped_bad`).
-pub fn read_jsonl(path: &Path, skip_bad: bool, stats: &mut DataStats) -> Result<Vec<Vec<Message>>> {
-    let text = std::fs::read_to_string(path).map_err(crate::io_err(path))?;
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let n = i + 1;
-        if line.trim().is_empty() {
-            continue;
+/// The longest line [`read_jsonl`] reads (16 MiB): a longer one is refused, naming file and
+/// line, after reading no more than this much of it.
+pub const MAX_LINE_BYTES: usize = 16 << 20;
+
+/// A line of a JSONL file, read by [`next_line`].
+enum Line {
+    /// The end of the file.
+    End,
+    /// A line (its bytes in the buffer, without the line end).
+    Text,
+    /// A line longer than the limit: it was read to its end but not kept.
+    TooLong,
+}
+
+/// Reads the next line of `r` into `buf` (without `\n` or `\r\n`), keeping at most `limit`
+/// bytes: memory stays bounded whatever the file holds.
+fn next_line(
+    r: &mut impl std::io::BufRead,
+    buf: &mut Vec<u8>,
+    limit: usize,
+) -> std::io::Result<Line> {
+    use std::io::{BufRead, Read};
+    buf.clear();
+    // `limit` bytes and a `\r\n` at most: more is a line over the limit.
+    let n = r.by_ref().take(limit as u64 + 2).read_until(b'\n', buf)?;
+    if n == 0 {
+        return Ok(Line::End);
+    }
+    let whole = buf.last() == Some(&b'\n') || n < limit + 2;
+    if buf.last() == Some(&b'\n') {
+        buf.pop();
+        if buf.last() == Some(&b'\r') {
+            buf.pop();
         }
+    }
+    if !whole {
+        // Read the rest of the line without keeping it.
+        loop {
+            let avail = r.fill_buf()?;
+            if avail.is_empty() {
+                break;
+            }
+            match avail.iter().position(|&b| b == b'\n') {
+                Some(at) => {
+                    r.consume(at + 1);
+                    break;
+                }
+                None => {
+                    let all = avail.len();
+                    r.consume(all);
+                }
+            }
+        }
+    }
+    if buf.len() > limit {
+        buf.clear();
+        return Ok(Line::TooLong);
+    }
+    Ok(Line::Text)
+}
+
+/// `limit` as `16 MiB`, or in bytes when it is not a whole number of MiB.
+fn human_bytes(limit: usize) -> String {
+    if limit >= 1 << 20 && limit.is_multiple_of(1 << 20) {
+        format!("{} MiB", limit >> 20)
+    } else {
+        format!("{limit}-byte")
+    }
+}
+
+/// Read a JSONL file into conversations, line by line (a UTF-8 BOM at the start is skipped). A
+/// malformed line (not UTF-8, not JSON, not a conversation, or longer than
+/// [`MAX_LINE_BYTES`]) is an error naming file and line, unless `skip_bad` (then it is counted
+/// in `stats.skipped_bad`).
+pub fn read_jsonl(path: &Path, skip_bad: bool, stats: &mut DataStats) -> Result<Vec<Vec<Message>>> {
+    read_jsonl_limited(path, skip_bad, stats, MAX_LINE_BYTES)
+}
+
+fn read_jsonl_limited(
+    path: &Path,
+    skip_bad: bool,
+    stats: &mut DataStats,
+    limit: usize,
+) -> Result<Vec<Vec<Message>>> {
+    let file = std::fs::File::open(path).map_err(crate::io_err(path))?;
+    let mut reader = std::io::BufReader::new(file);
+    let mut buf = Vec::new();
+    let mut out = Vec::new();
+    let mut n = 0;
+    loop {
+        let line = next_line(&mut reader, &mut buf, limit).map_err(crate::io_err(path))?;
+        n += 1;
+        let parsed = match line {
+            Line::End => break,
+            Line::TooLong => Err(format!(
+                "the line is longer than the {} limit for one line; shorten it, or skip it with --skip-bad",
+                human_bytes(limit)
+            )),
+            Line::Text => {
+                let bytes = if n == 1 {
+                    buf.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&buf)
+                } else {
+                    &buf
+                };
+                match std::str::from_utf8(bytes) {
+                    Ok(line) if line.trim().is_empty() => continue,
+                    Ok(line) => serde_json::from_str::<Value>(line)
+                        .map_err(|e| format!("invalid JSON: {e}"))
+                        .and_then(|v| parse_conversation(&v)),
+                    Err(e) => Err(format!(
+                        "not UTF-8 text (invalid bytes after byte {} of the line)",
+                        e.valid_up_to()
+                    )),
+                }
+            }
+        };
         stats.lines += 1;
-        let parsed = serde_json::from_str::<Value>(line)
-            .map_err(|e| format!("invalid JSON: {e}"))
-            .and_then(|v| parse_conversation(&v));
         match parsed {
             Ok((f, msgs)) => {
                 match f {
@@ -300,4 +403,90 @@ pub fn load(path: &Path, engine: &Engine, opts: &DataOptions) -> Result<Dataset>
         )));
     }
     Ok(Dataset { train, eval, stats })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &tempfile::TempDir, name: &str, bytes: &[u8]) -> std::path::PathBuf {
+        let p = dir.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    }
+
+    const OK: &str =
+        r#"{"messages":[{"role":"user","content":"q"},{"role":"assistant","content":"a"}]}"#;
+
+    #[test]
+    fn a_line_over_the_limit_names_file_line_and_limit_and_skip_bad_skips_it() {
+        let d = tempfile::tempdir().unwrap();
+        let long = format!(
+            "{{\"instruction\":\"{}\",\"output\":\"x\"}}",
+            "a".repeat(300)
+        );
+        for end in ["\n", "\r\n", ""] {
+            // The long line in the middle, and last (without a line end).
+            for text in [
+                format!("{OK}\n{long}\n{OK}{end}"),
+                format!("{OK}\n\n{OK}\n{long}{end}"),
+            ] {
+                let p = write(&d, "long.jsonl", text.as_bytes());
+                let line = if text.starts_with(&format!("{OK}\n{long}")) {
+                    2
+                } else {
+                    4
+                };
+                let e = read_jsonl_limited(&p, false, &mut DataStats::default(), 256)
+                    .unwrap_err()
+                    .to_string();
+                assert_eq!(
+                    e,
+                    format!(
+                        "{}:{line}: the line is longer than the 256-byte limit for one line; shorten it, or skip it with --skip-bad",
+                        p.display()
+                    )
+                );
+                let mut stats = DataStats::default();
+                let convs = read_jsonl_limited(&p, true, &mut stats, 256).unwrap();
+                assert_eq!(convs.len(), 2, "{text:?}");
+                assert_eq!((stats.lines, stats.skipped_bad), (3, 1));
+                // A limit the line fits (its bytes, without the line end) reads it.
+                // The limit is on the line's bytes, without its end.
+                let fits = long.len();
+                let mut stats = DataStats::default();
+                assert!(read_jsonl_limited(&p, false, &mut stats, fits - 1).is_err());
+                let mut stats = DataStats::default();
+                assert_eq!(
+                    read_jsonl_limited(&p, false, &mut stats, fits)
+                        .unwrap()
+                        .len(),
+                    3
+                );
+            }
+        }
+        assert_eq!(human_bytes(MAX_LINE_BYTES), "16 MiB");
+    }
+
+    #[test]
+    fn a_bom_is_skipped_and_a_line_not_utf8_is_a_bad_line() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(&d, "bom.jsonl", format!("\u{feff}{OK}\r\n").as_bytes());
+        let mut stats = DataStats::default();
+        assert_eq!(read_jsonl(&p, false, &mut stats).unwrap().len(), 1);
+        let mut text = format!("{OK}\n").into_bytes();
+        text.extend(b"{\"messages\": \"\xff\"}\n");
+        text.extend(OK.as_bytes());
+        let p = write(&d, "latin1.jsonl", &text);
+        let e = read_jsonl(&p, false, &mut DataStats::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&format!("{}:2: not UTF-8 text", p.display())),
+            "{e}"
+        );
+        let mut stats = DataStats::default();
+        assert_eq!(read_jsonl(&p, true, &mut stats).unwrap().len(), 2);
+        assert_eq!(stats.skipped_bad, 1);
+    }
 }

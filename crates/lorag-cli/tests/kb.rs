@@ -1,6 +1,8 @@
 //! The knowledge base through the binary, on real files, a real SQLite file, the real embedder:
 //! ingest contracts, incremental updates, failures that do not abort a batch, SIGKILL safety.
 
+mod common;
+
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -225,53 +227,37 @@ fn bad_files_land_in_failed_and_the_rest_is_ingested() {
     assert_eq!(search(&kb, "roof trusses", &[]).len(), 2);
 }
 
-#[test]
-fn sigkill_mid_ingest_leaves_a_consistent_kb() {
-    let tmp = tempfile::tempdir().unwrap();
-    let d = tmp.path().join("many");
-    let kb = tmp.path().join("kb");
-    let n = 300;
-    for i in 0..n {
-        let body: String = (0..40)
-            .map(|j| format!("Document {i} paragraph {j} describes load-bearing wall number {} and its mortar.\n\n", i * 100 + j))
-            .collect();
-        write(&d, &format!("f{i:04}.txt"), &body);
-    }
-    let mut child = lorag()
-        .arg("ingest")
-        .arg(&d)
-        .arg("--kb")
-        .arg(&kb)
-        .arg("--json")
-        .spawn()
+/// Every source's chunks as (source, document ordinal in source, chunk ordinal, text), sorted: the
+/// content of a KB, whatever the ids and the order of commits.
+fn kb_content(db: &Path) -> Vec<(String, i64, String)> {
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    let mut st = conn
+        .prepare(
+            "SELECT s.source, c.ordinal, c.text FROM chunks c JOIN sources s ON s.id = c.source_id",
+        )
         .unwrap();
-    // Wait until some sources are committed, then kill without warning.
-    let db = kb.join("kb.sqlite");
-    let t0 = std::time::Instant::now();
-    loop {
-        std::thread::sleep(std::time::Duration::from_millis(200));
-        if db.exists() {
-            if let Ok(c) = rusqlite_count(&db, "SELECT COUNT(*) FROM sources") {
-                if c >= 20 {
-                    break;
-                }
-            }
-        }
-        assert!(t0.elapsed().as_secs() < 600, "ingest made no progress");
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "ingest finished before it could be killed"
-        );
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    let mut rows: Vec<(String, i64, String)> = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    rows.sort();
+    rows
+}
 
-    // The KB opens; no partial document, no duplicate chunk.
+/// The invariants a kill must never break: no source without chunks, no duplicate chunk, no
+/// document with a gap in its chunk ordinals; the KB opens and agrees on the source count.
+fn assert_whole(kb: &Path, n: i64) -> i64 {
+    let db = kb.join("kb.sqlite");
+    if !db.exists() {
+        return 0; // killed before the KB was created
+    }
     let sources = rusqlite_count(&db, "SELECT COUNT(*) FROM sources").unwrap();
-    assert!(sources >= 20 && sources < n, "{sources}");
+    assert!(sources <= n, "{sources}");
     assert_eq!(rusqlite_count(&db, "SELECT COUNT(*) FROM sources s WHERE NOT EXISTS (SELECT 1 FROM chunks c WHERE c.source_id = s.id)").unwrap(), 0);
     assert_eq!(rusqlite_count(&db, "SELECT COUNT(*) FROM (SELECT document_id, ordinal FROM chunks GROUP BY 1, 2 HAVING COUNT(*) > 1)").unwrap(), 0);
-    // Every document's chunk ordinals are 0..n without a gap: nothing half-written.
     assert_eq!(
         rusqlite_count(&db, "SELECT COUNT(*) FROM (SELECT document_id FROM chunks GROUP BY document_id HAVING MAX(ordinal) + 1 != COUNT(*))").unwrap(),
         0
@@ -280,31 +266,190 @@ fn sigkill_mid_ingest_leaves_a_consistent_kb() {
         lorag()
             .args(["kb", "stats", "--json"])
             .arg("--kb")
-            .arg(&kb)
+            .arg(kb)
             .output()
             .unwrap(),
     );
     assert_eq!(stats["sources"].as_u64().unwrap() as i64, sources);
+    sources
+}
 
-    // The second run completes, skipping what was committed.
-    let r = ingest(&kb, &[&d], &[]);
-    assert_eq!(r["unchanged"].as_i64().unwrap(), sources, "{r}");
-    assert_eq!(r["added"].as_i64().unwrap(), n - sources, "{r}");
-    assert_eq!(
-        rusqlite_count(&db, "SELECT COUNT(*) FROM sources").unwrap(),
-        n
-    );
-    let per_file = rusqlite_count(
-        &db,
-        "SELECT COUNT(DISTINCT c) FROM (SELECT COUNT(*) AS c FROM chunks GROUP BY source_id)",
-    )
-    .unwrap();
-    assert_eq!(per_file, 1, "every file has the same number of chunks");
-    let hits = search(&kb, "load-bearing wall number 29905", &["--mode", "bm25"]);
+/// kill -9 during `lorag ingest`, 20 times at points spread over the run (while the embedder
+/// loads, right after a commit, a few milliseconds later: inside the next transaction): each time
+/// the KB opens whole, and the run that finally completes leaves the content of an uninterrupted
+/// run.
+#[test]
+fn sigkill_mid_ingest_twenty_times_leaves_a_consistent_kb() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("many");
+    let kb = tmp.path().join("kb");
+    let n = 600;
+    for i in 0..n {
+        // One short chunk per file: cheap to embed, and many commits per burst.
+        let body: String = (0..3)
+            .map(|j| format!("Document {i} paragraph {j} describes load-bearing wall number {} and its mortar.\n\n", i * 100 + j))
+            .collect();
+        write(&d, &format!("f{i:04}.txt"), &body);
+    }
+    let db = kb.join("kb.sqlite");
+    let count = || {
+        if db.exists() {
+            rusqlite_count(&db, "SELECT COUNT(*) FROM sources").unwrap_or(0)
+        } else {
+            0
+        }
+    };
+    let mut kills = Vec::new();
+    for k in 0..20u64 {
+        let before = count();
+        let mut child = lorag()
+            .arg("ingest")
+            .arg(&d)
+            .arg("--kb")
+            .arg(&kb)
+            .arg("--json")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Every fourth kill lands while the process starts (model load, discovery, the first
+        // embedding); the others once a new commit shows, 0-5 ms later: sources are committed
+        // in bursts (one embedding call for ~128 chunks, then a transaction per source), so
+        // these land inside the burst, in or between transactions.
+        let t0 = std::time::Instant::now();
+        if k % 4 == 0 {
+            std::thread::sleep(std::time::Duration::from_millis(50 + 40 * k));
+        } else {
+            while count() <= before && child.try_wait().unwrap().is_none() {
+                assert!(t0.elapsed().as_secs() < 300, "ingest made no progress");
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(
+                [0, 1, 2, 3, 5][k as usize % 5],
+            ));
+        }
+        let _ = child.kill(); // SIGKILL
+        child.wait().unwrap();
+        kills.push(assert_whole(&kb, n));
+    }
     assert!(
-        hits[0]["source"].as_str().unwrap().ends_with("f0299.txt"),
+        kills.last().copied().unwrap_or(0) < n,
+        "the run ended before the last kill: {kills:?}"
+    );
+    // The run that completes skips what was committed and adds the rest.
+    let committed = count();
+    let r = ingest(&kb, &[&d], &[]);
+    assert_eq!(r["unchanged"].as_i64().unwrap(), committed, "{r}");
+    assert_eq!(r["added"].as_i64().unwrap(), n - committed, "{r}");
+    assert_eq!(assert_whole(&kb, n), n);
+    // The same content as one uninterrupted run.
+    let straight = tmp.path().join("straight");
+    ingest(&straight, &[&d], &[]);
+    let (a, b) = (kb_content(&db), kb_content(&straight.join("kb.sqlite")));
+    assert_eq!(a.len(), b.len());
+    assert!(
+        a == b,
+        "the interrupted KB's chunks differ from an uninterrupted run's"
+    );
+    let hits = search(&kb, "load-bearing wall number 59902", &["--mode", "bm25"]);
+    assert!(
+        hits[0]["source"].as_str().unwrap().ends_with("f0599.txt"),
         "{:?}",
         hits[0]
+    );
+    eprintln!("sources after each kill: {kills:?}");
+}
+
+/// A full disk during ingest (every file the process writes limited in size, see
+/// `common::size_limited`): one clear error that names the KB file, says what to do and which
+/// source was not written; the sources committed before stay whole, nothing half-written is
+/// left, and a run with space completes.
+#[test]
+fn a_full_disk_stops_ingest_with_a_clear_error_and_a_whole_kb() {
+    let tmp = tempfile::tempdir().unwrap();
+    let first = tmp.path().join("first");
+    let more = tmp.path().join("more");
+    let kb = tmp.path().join("kb");
+    for i in 0..5 {
+        write(
+            &first,
+            &format!("d{i}.txt"),
+            &format!("Mortar type {i} holds load-bearing walls.\n"),
+        );
+    }
+    for i in 0..60 {
+        let body: String = (0..40)
+            .map(|j| {
+                format!(
+                    "More {i} paragraph {j} on roof trusses number {} and rafters.\n\n",
+                    i * 100 + j
+                )
+            })
+            .collect();
+        write(&more, &format!("m{i:03}.txt"), &body);
+    }
+    ingest(&kb, &[&first], &[]);
+    let db = kb.join("kb.sqlite");
+    let before = kb_content(&db);
+    let size = std::fs::metadata(&db).unwrap().len() / 1024;
+    let out = common::size_limited(
+        size + 64,
+        &[
+            "ingest",
+            more.to_str().unwrap(),
+            "--kb",
+            kb.to_str().unwrap(),
+        ],
+    )
+    .output()
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("no error line: {err}"));
+    for needle in [
+        "kb.sqlite",
+        "disk full",
+        "ingest stopped",
+        "run ingest again",
+    ] {
+        assert!(line.contains(needle), "{needle:?} in {line}");
+    }
+    assert!(
+        err.lines().filter(|l| l.starts_with("failed")).count() <= 1,
+        "{err}"
+    );
+    // What was there is intact; what was added is whole.
+    let committed = assert_whole(&kb, 65);
+    assert!(
+        committed < 65,
+        "the limit stopped nothing: {committed} sources"
+    );
+    let after = kb_content(&db);
+    assert!(
+        before.iter().all(|r| after.contains(r)),
+        "a source from before was lost"
+    );
+    assert!(
+        common::leftovers(&kb).is_empty(),
+        "{:?}",
+        common::leftovers(&kb)
+    );
+    // With space, the next run completes.
+    let r = ingest(&kb, &[&more], &[]);
+    assert_eq!(r["failed"].as_array().unwrap().len(), 0, "{r}");
+    assert_eq!(assert_whole(&kb, 65), 65);
+    assert_eq!(
+        search(&kb, "roof trusses number 5939", &["--mode", "bm25"])[0]["source"]
+            .as_str()
+            .unwrap()
+            .rsplit('/')
+            .next()
+            .unwrap(),
+        "m059.txt"
     );
 }
 

@@ -5,6 +5,8 @@
 //! Fast paths: SmolLM2 for a few steps at a short --max-seq where the real model matters (the
 //! artifacts, chat, merge), tiny random phi3 models (real Phi-3 tokenizer) elsewhere.
 
+mod common;
+
 use lorag_gguf::tiny::{write_random_lora, write_tiny_model, Arch, TinyConfig};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -502,6 +504,133 @@ fn sigkill_then_resume_gives_the_adapter_of_a_straight_run() {
         "killed after {killed_at:?} metrics lines; {:.1} s",
         t0.elapsed().as_secs_f64()
     );
+}
+
+/// A full disk (every file the process writes limited in size, see `common::size_limited`)
+/// during tune, while it writes a checkpoint, and during merge: one clear error naming the file
+/// that could not be written; the last checkpoint and the previous merged model intact, nothing
+/// partial left; with space, `--resume` finishes with the adapter of a straight run.
+#[test]
+fn a_full_disk_during_tune_and_merge_is_a_clear_error_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = messages_file(dir.path());
+    let model = tiny_phi3(dir.path());
+    let args = |out: &Path, extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = [
+            "tune",
+            "--data",
+            s(&data),
+            "--model",
+            s(&model),
+            "--out",
+            s(out),
+            "--steps",
+            "16",
+            "--batch",
+            "3",
+            "--max-seq",
+            "64",
+            "--lr",
+            "5e-3",
+            "--save-every",
+            "4",
+            "--json",
+        ]
+        .iter()
+        .map(|x| x.to_string())
+        .collect();
+        v.extend(extra.iter().map(|x| x.to_string()));
+        v
+    };
+    let straight = dir.path().join("straight");
+    ok_json(&lorag().args(args(&straight, &[])).output().unwrap());
+    let want = std::fs::read(straight.join("adapter.gguf")).unwrap();
+
+    let split = dir.path().join("split");
+    let out = lorag()
+        .args(args(&split, &["--stop-after", "8"]))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    let ckpt = split.join("checkpoint");
+    let before: Vec<Vec<u8>> = ["adapter.safetensors", "optimizer.safetensors", "state.json"]
+        .iter()
+        .map(|f| std::fs::read(ckpt.join(f)).unwrap())
+        .collect();
+    // A limit under the size of a checkpoint's adapter file, above every other file of the run.
+    let limit = before[0].len() as u64 / 2;
+    for f in ["metrics.jsonl", "loss.svg", "tune.json"] {
+        let n = std::fs::metadata(split.join(f)).unwrap().len();
+        assert!(
+            n * 3 < limit,
+            "{f} ({n} bytes) is too close to the limit ({limit} bytes)"
+        );
+    }
+    let a = args(&split, &["--resume"]);
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let out = common::size_limited(limit / 1024, &a).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(
+        line.contains("adapter.safetensors") && line.contains("could not write"),
+        "{line}"
+    );
+    let after: Vec<Vec<u8>> = ["adapter.safetensors", "optimizer.safetensors", "state.json"]
+        .iter()
+        .map(|f| std::fs::read(ckpt.join(f)).unwrap())
+        .collect();
+    assert!(before == after, "the last checkpoint changed");
+    assert!(!split.join("checkpoint.partial").exists());
+    assert!(
+        common::leftovers(&split).is_empty(),
+        "{:?}",
+        common::leftovers(&split)
+    );
+    assert!(!split.join("adapter.gguf").exists());
+    let b = ok_json(&lorag().args(args(&split, &["--resume"])).output().unwrap());
+    assert_eq!(b["resumed_from"], 8);
+    assert!(std::fs::read(split.join("adapter.gguf")).unwrap() == want);
+
+    // Merge: the output is written whole or not at all; an earlier merged model stays.
+    let adapter = split.join("adapter.gguf");
+    let merged = dir.path().join("merged.gguf");
+    merge_ok(&model, &[s(&adapter)], &merged, &["--type", "f32"]);
+    let old = std::fs::read(&merged).unwrap();
+    let limit = old.len() as u64 / 2 / 1024;
+    let out = common::size_limited(
+        limit,
+        &[
+            "merge",
+            "--model",
+            s(&model),
+            "--lora",
+            &format!("{}:0.5", s(&adapter)),
+            "--out",
+            s(&merged),
+            "--type",
+            "f32",
+        ],
+    )
+    .output()
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(line.contains("merged"), "{line}");
+    assert!(
+        std::fs::read(&merged).unwrap() == old,
+        "the earlier merged model changed"
+    );
+    assert_no_partial_file(dir.path());
+    assert!(common::leftovers(dir.path()).is_empty());
 }
 
 #[test]

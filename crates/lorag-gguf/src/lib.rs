@@ -667,14 +667,20 @@ impl Writer {
     pub fn write(&self, path: impl AsRef<Path>) -> io::Result<()> {
         let path = path.as_ref();
         // Write to a temporary file in the same folder, then rename: never a half-written file.
+        // A failed write (a full disk) removes the temporary file and leaves `path` as it was.
         let tmp = path.with_extension("gguf.partial");
-        {
-            let mut w = BufWriter::new(File::create(&tmp)?);
-            self.write_to(&mut w)?;
-            w.flush()?;
-            w.get_ref().sync_all()?;
+        let written = File::create(&tmp)
+            .and_then(|f| {
+                let mut w = BufWriter::new(f);
+                self.write_to(&mut w)?;
+                w.flush()?;
+                w.get_ref().sync_all()
+            })
+            .and_then(|()| std::fs::rename(&tmp, path));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
         }
-        std::fs::rename(&tmp, path)
+        written
     }
 
     pub fn write_to(&self, w: &mut impl Write) -> io::Result<()> {

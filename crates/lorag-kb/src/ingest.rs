@@ -90,6 +90,7 @@ pub fn ingest_into(
     } else {
         ProgressBar::hidden()
     };
+    let failed_before = report.failed.len();
     let mut seen = HashSet::new();
     // Sources are loaded and chunked ahead until about EMBED_AHEAD chunks wait, then embedded in
     // one call (a corpus of many small files would otherwise embed one text at a time), then
@@ -114,13 +115,26 @@ pub fn ingest_into(
             }
         }
         if pending_chunks >= EMBED_AHEAD || (i + 1 == candidates.len() && !pending.is_empty()) {
-            commit_pending(
+            if let Err(e) = commit_pending(
                 store,
                 std::mem::take(&mut pending),
                 embedder,
                 &bar,
                 &mut report,
-            );
+            ) {
+                // The KB cannot take writes (disk full, I/O error, lost connection): no later
+                // source could be written either. What was committed stays; the index is saved
+                // when it can be (else the next open rebuilds it from the database).
+                bar.finish_and_clear();
+                let _ = store.flush();
+                let failed_here = report.failed.len() - failed_before;
+                let done = report.added + report.updated + report.unchanged + failed_here;
+                let left = candidates.len().saturating_sub(done + 1);
+                return Err(crate::Error::Other(format!(
+                    "{e}; ingest stopped: the {} sources added and {} updated before it are in the knowledge base, {} and {left} other sources are not. Free space (or fix the store) and run ingest again: it skips what is already in",
+                    report.added, report.updated, e.source
+                )));
+            }
             pending_chunks = 0;
         }
     }
@@ -201,16 +215,28 @@ fn prepare(
     }))
 }
 
+/// A source whose write the store refused: the store is the problem, not the source.
+struct StoreFailed {
+    source: String,
+    error: lorag_store::Error,
+}
+
+impl std::fmt::Display for StoreFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "writing {}: {}", self.source, self.error)
+    }
+}
+
 /// Embed the chunks of every pending source in one call, then write each source in its own
 /// transaction. If the joint call fails, each source is embedded alone, so that one bad source
-/// fails alone.
+/// fails alone. A write the store refuses ends the batch (Err): that is no fault of the source.
 fn commit_pending(
     store: &dyn Store,
     pending: Vec<(&lorag_ingest::Candidate, Prepared)>,
     embedder: &dyn Embedder,
     bar: &ProgressBar,
     report: &mut IngestReport,
-) {
+) -> std::result::Result<(), StoreFailed> {
     let all: Vec<&str> = pending.iter().flat_map(|(_, p)| p.texts()).collect();
     let joint = embedder.embed(&all).ok();
     let mut at = 0;
@@ -223,29 +249,36 @@ fn commit_pending(
                 .map_err(crate::Error::from),
         };
         at += n;
-        match vectors.and_then(|v| write(store, p, &v)) {
-            Ok(chunks) => {
-                if p.existed {
-                    report.updated += 1;
-                } else {
-                    report.added += 1;
-                }
-                report.chunks += chunks;
-                report.text_bytes += p
-                    .loaded
-                    .documents
-                    .iter()
-                    .map(|d| d.text.len())
-                    .sum::<usize>();
+        let chunks = match vectors {
+            Ok(v) => write(store, p, &v).map_err(|error| StoreFailed {
+                source: c.source.clone(),
+                error,
+            })?,
+            Err(e) => {
+                fail(bar, report, c, e);
+                bar.inc(1);
+                continue;
             }
-            Err(e) => fail(bar, report, c, e),
+        };
+        if p.existed {
+            report.updated += 1;
+        } else {
+            report.added += 1;
         }
+        report.chunks += chunks;
+        report.text_bytes += p
+            .loaded
+            .documents
+            .iter()
+            .map(|d| d.text.len())
+            .sum::<usize>();
         bar.inc(1);
     }
+    Ok(())
 }
 
 /// One source, whole, in one transaction.
-fn write(store: &dyn Store, p: &Prepared, vectors: &[Vec<f32>]) -> Result<usize> {
+fn write(store: &dyn Store, p: &Prepared, vectors: &[Vec<f32>]) -> lorag_store::Result<usize> {
     let mut docs = Vec::with_capacity(p.chunked.len());
     let mut at = 0;
     for (d, chunks) in p.loaded.documents.iter().zip(&p.chunked) {
@@ -263,7 +296,7 @@ fn write(store: &dyn Store, p: &Prepared, vectors: &[Vec<f32>]) -> Result<usize>
         mtime: p.loaded.fingerprint.mtime,
         size: p.loaded.fingerprint.size,
     };
-    Ok(store.put_source(&rec, &docs)?)
+    store.put_source(&rec, &docs)
 }
 
 /// Document types a user expects to be ingested.

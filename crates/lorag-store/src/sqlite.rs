@@ -123,7 +123,19 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 fn backend(path: &Path) -> impl Fn(rusqlite::Error) -> Error + '_ {
     move |e| Error::Backend {
         path: path.to_path_buf(),
-        message: e.to_string(),
+        message: sqlite_message(&e),
+    }
+}
+
+/// SQLite's message, with what to do when the disk refused a write ("disk I/O error" alone does
+/// not say that a full disk, or a file over a size limit, is the usual cause).
+fn sqlite_message(e: &rusqlite::Error) -> String {
+    use rusqlite::ErrorCode::{DiskFull, SystemIoFailure};
+    match e.sqlite_error_code() {
+        Some(DiskFull | SystemIoFailure) => format!(
+            "{e} (could not write: is the disk full, or the file over a size limit? The last committed state is intact)"
+        ),
+        _ => e.to_string(),
     }
 }
 

@@ -138,8 +138,25 @@ pub fn peft_tensors(model: &Model) -> Result<HashMap<String, Tensor>> {
     Ok(out)
 }
 
-/// Write `adapter_config.json` and `adapter_model.safetensors` into `dir`.
+/// Write `adapter_config.json` and `adapter_model.safetensors` into `dir`: both are written in
+/// `DIR.partial/`, which then replaces `dir`, so `dir` is a whole adapter or as it was (a full
+/// disk leaves the previous export and no partial folder).
 pub fn write_peft(model: &Model, cfg: &LoraConfig, base_model: &str, dir: &Path) -> Result<()> {
+    let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("peft");
+    let tmp = dir.with_file_name(format!("{name}.partial"));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let written = write_peft_files(model, cfg, base_model, &tmp);
+    if written.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    written?;
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(io_err(dir))?;
+    }
+    std::fs::rename(&tmp, dir).map_err(io_err(dir))
+}
+
+fn write_peft_files(model: &Model, cfg: &LoraConfig, base_model: &str, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     let tensors = peft_tensors(model)?;
     let targets: BTreeSet<&str> = model
@@ -167,8 +184,7 @@ pub fn write_peft(model: &Model, cfg: &LoraConfig, base_model: &str, dir: &Path)
     });
     let p = dir.join("adapter_config.json");
     std::fs::write(&p, serde_json::to_string_pretty(&config).expect("json")).map_err(io_err(&p))?;
-    candle_core::safetensors::save(&tensors, dir.join("adapter_model.safetensors"))?;
-    Ok(())
+    crate::train::save_tensors(&tensors, &dir.join("adapter_model.safetensors"))
 }
 
 /// Hugging Face `config.json` of `model` (`LlamaForCausalLM`, `Phi3ForCausalLM` or

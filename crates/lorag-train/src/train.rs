@@ -493,7 +493,7 @@ impl MetricsLog {
             s.push_str(&serde_json::to_string(m).expect("serializable"));
             s.push('\n');
         }
-        std::fs::write(&self.path, s).map_err(io_err(&self.path))
+        lorag_core::write_atomic(&self.path, s.as_bytes()).map_err(io_err(&self.path))
     }
 
     fn push(&mut self, m: Metric) -> Result<()> {
@@ -521,7 +521,8 @@ fn write_plot(dir: &Path, log: &MetricsLog) -> Result<()> {
         .filter_map(|m| m.eval_loss.map(|l| (m.step, l)))
         .collect();
     let p = dir.join("loss.svg");
-    std::fs::write(&p, crate::plot::loss_svg(&train, &eval)).map_err(io_err(&p))
+    lorag_core::write_atomic(&p, crate::plot::loss_svg(&train, &eval).as_bytes())
+        .map_err(io_err(&p))
 }
 
 /// What a checkpoint records besides tensors.
@@ -574,14 +575,40 @@ fn save_checkpoint(
 ) -> Result<()> {
     let tmp = run.join("checkpoint.partial");
     let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
+    let written = write_checkpoint_files(&tmp, names, vars, opt, step, cfg);
+    if written.is_err() {
+        // A full disk: the last checkpoint stays, and no partial one is left to fill it more.
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    written?;
+    let dst = checkpoint_dir(run);
+    let old = run.join("checkpoint.old");
+    let _ = std::fs::remove_dir_all(&old);
+    if dst.exists() {
+        std::fs::rename(&dst, &old).map_err(io_err(&dst))?;
+    }
+    std::fs::rename(&tmp, &dst).map_err(io_err(&dst))?;
+    let _ = std::fs::remove_dir_all(&old);
+    Ok(())
+}
+
+/// The files of a checkpoint in `tmp`, each synced.
+fn write_checkpoint_files(
+    tmp: &Path,
+    names: &[String],
+    vars: &[Var],
+    opt: &AdamW,
+    step: usize,
+    cfg: &TrainConfig,
+) -> Result<()> {
+    std::fs::create_dir_all(tmp).map_err(io_err(tmp))?;
     let adapter: std::collections::HashMap<String, Tensor> = names
         .iter()
         .cloned()
         .zip(vars.iter().map(|v| v.as_tensor().clone()))
         .collect();
-    candle_core::safetensors::save(&adapter, tmp.join("adapter.safetensors"))?;
-    candle_core::safetensors::save(&opt.state(names), tmp.join("optimizer.safetensors"))?;
+    save_tensors(&adapter, &tmp.join("adapter.safetensors"))?;
+    save_tensors(&opt.state(names), &tmp.join("optimizer.safetensors"))?;
     let state = CheckpointState {
         step,
         adam_t: opt.t,
@@ -601,15 +628,18 @@ fn save_checkpoint(
             .and_then(|f| f.sync_all())
             .map_err(io_err(&p))?;
     }
-    let dst = checkpoint_dir(run);
-    let old = run.join("checkpoint.old");
-    let _ = std::fs::remove_dir_all(&old);
-    if dst.exists() {
-        std::fs::rename(&dst, &old).map_err(io_err(&dst))?;
-    }
-    std::fs::rename(&tmp, &dst).map_err(io_err(&dst))?;
-    let _ = std::fs::remove_dir_all(&old);
     Ok(())
+}
+
+/// candle's safetensors writer, with its error naming the file (a full disk says where).
+pub(crate) fn save_tensors(
+    tensors: &std::collections::HashMap<String, Tensor>,
+    path: &Path,
+) -> Result<()> {
+    candle_core::safetensors::save(tensors, path).map_err(|e| Error::Model {
+        path: path.to_path_buf(),
+        msg: format!("could not write: {e}"),
+    })
 }
 
 fn load_checkpoint(

@@ -4,43 +4,17 @@
 //! second run resumes from the cache with the same results; bad Q&A files name file and line.
 //! The figures of real models are bench/eval.sh's job.
 
-use lorag_gguf::tiny::{write_tiny_model, Arch, TinyConfig};
+mod common;
+
+use common::{lorag_cmd as lorag, s, tiny_phi3};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn lorag() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_lorag"))
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use std::process::Output;
 
 fn ok(out: &Output) -> String {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "exit {:?}, stderr: {err}", out.status);
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn tiny_phi3(dir: &Path) -> PathBuf {
-    let out = dir.join("tiny-phi3.gguf");
-    let cfg = TinyConfig {
-        n_embd: 64,
-        n_ff: 128,
-        n_layer: 2,
-        n_head: 4,
-        n_head_kv: 2,
-        ..TinyConfig::default()
-    };
-    write_tiny_model(
-        Arch::Phi3,
-        &lorag_models::test_model("phi3-vocab"),
-        &out,
-        &cfg,
-    )
-    .unwrap();
-    out
 }
 
 const TOPICS: &[(&str, &str, &str)] = &[

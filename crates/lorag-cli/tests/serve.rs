@@ -5,16 +5,15 @@
 
 use lorag_gguf::tiny::write_random_lora;
 use lorag_models::test_model;
-use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use common::{add_key, bin, run_lorag as lorag, Server};
+use serde_json::json;
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_lorag"))
-}
 
 /// The virtualenv that setup.sh makes under the build folder, with the pinned `openai` client.
 fn python() -> PathBuf {
@@ -30,141 +29,6 @@ fn python() -> PathBuf {
         py.display()
     );
     py
-}
-
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Server {
-    fn start(args: &[&str], env: &[(&str, &str)]) -> Server {
-        let mut cmd = Command::new(bin());
-        cmd.arg("serve")
-            .args(["--host", "127.0.0.1", "--port", "0"])
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("lorag serve starts");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("[serve] {line}");
-                if let Some(rest) = line.split("listening on http://").nth(1) {
-                    let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the server prints its address");
-        let s = Server { child, addr };
-        let t0 = Instant::now();
-        loop {
-            if let Ok((200, _, _)) = s.try_http("GET", "/health", &[], b"") {
-                break;
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(180),
-                "server never became ready"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        s
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn try_http(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> std::io::Result<(u16, String, Vec<u8>)> {
-        let mut s = TcpStream::connect(&self.addr)?;
-        s.set_read_timeout(Some(Duration::from_secs(120)))?;
-        let mut req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
-            self.addr,
-            body.len()
-        );
-        for (k, v) in headers {
-            req.push_str(&format!("{k}: {v}\r\n"));
-        }
-        req.push_str("\r\n");
-        s.write_all(req.as_bytes())?;
-        s.write_all(body)?;
-        let mut out = Vec::new();
-        s.read_to_end(&mut out)?;
-        let split = out
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .ok_or_else(|| std::io::Error::other("no header end"))?;
-        let head = String::from_utf8_lossy(&out[..split]).to_string();
-        let status: u16 = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| std::io::Error::other("no status"))?;
-        let mut body = out[split + 4..].to_vec();
-        if head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked")
-        {
-            body = dechunk(&body);
-        }
-        Ok((status, head, body))
-    }
-
-    fn http(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> (u16, String, Value) {
-        let (st, head, b) = self.try_http(method, path, headers, body).expect("http");
-        let v = serde_json::from_slice(&b)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&b).into()));
-        (st, head, v)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn dechunk(b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        let Some(nl) = b[i..].windows(2).position(|w| w == b"\r\n") else {
-            break;
-        };
-        let size =
-            usize::from_str_radix(String::from_utf8_lossy(&b[i..i + nl]).trim(), 16).unwrap_or(0);
-        i += nl + 2;
-        if size == 0 {
-            break;
-        }
-        out.extend_from_slice(&b[i..(i + size).min(b.len())]);
-        i += size + 2;
-    }
-    out
-}
-
-fn lorag(args: &[&str]) -> std::process::Output {
-    Command::new(bin()).args(args).output().expect("lorag runs")
 }
 
 const DOCS: &[(&str, &str)] = &[
@@ -207,18 +71,6 @@ fn make_adapter(dir: &Path) -> PathBuf {
         .collect();
     write_random_lora("llama", &targets, 8, 16.0, 7, 0.05, &p).unwrap();
     p
-}
-
-fn add_key(file: &Path, name: &str, extra: &[&str]) -> String {
-    let mut args = vec!["keys", "add", name, "--file", file.to_str().unwrap()];
-    args.extend_from_slice(extra);
-    let out = lorag(&args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 #[test]

@@ -7,15 +7,12 @@
 
 mod common;
 
-use lorag_gguf::tiny::{write_random_lora, write_tiny_model, Arch, TinyConfig};
+use common::{lorag_cmd as lorag, s, tiny_phi3};
+use lorag_gguf::tiny::write_random_lora;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-fn lorag() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_lorag"))
-}
 
 fn run(args: &[&str]) -> Output {
     lorag().args(args).output().unwrap()
@@ -43,31 +40,6 @@ fn assert_error(out: &Output, needles: &[&str]) {
 
 fn smollm() -> PathBuf {
     lorag_models::test_model("smollm2-135m-instruct")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-/// A tiny random phi3 model with the real Phi-3 tokenizer (fused qkv and gate|up).
-fn tiny_phi3(dir: &Path) -> PathBuf {
-    let out = dir.join("tiny-phi3.gguf");
-    let cfg = TinyConfig {
-        n_embd: 64,
-        n_ff: 128,
-        n_layer: 2,
-        n_head: 4,
-        n_head_kv: 2,
-        ..TinyConfig::default()
-    };
-    write_tiny_model(
-        Arch::Phi3,
-        &lorag_models::test_model("phi3-vocab"),
-        &out,
-        &cfg,
-    )
-    .unwrap();
-    out
 }
 
 const QA: &[(&str, &str)] = &[

@@ -7,11 +7,13 @@
 //! screenshot in `<target>/web-screenshots/`; with `LORAG_UPDATE_SCREENSHOT=1` the one with the
 //! source panel open also replaces docs/screenshot.png.
 
+mod common;
+
+use common::{add_key, bin, run_lorag as lorag, Server};
 use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use lorag_models::test_model;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -22,10 +24,6 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 /// How long an answer may take on a small machine (2 cores, debug-free release build).
 const ANSWER_WAIT: Duration = Duration::from_secs(180);
-
-fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_lorag"))
-}
 
 fn target_dir() -> PathBuf {
     bin()
@@ -41,141 +39,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// `lorag serve` on 127.0.0.1; killed when dropped.
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Server {
-    /// Start on `port` (0: any free one) and wait until /health answers.
-    fn start(port: u16, args: &[&str]) -> Server {
-        let mut child = Command::new(bin())
-            .arg("serve")
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("lorag serve starts");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("[serve] {line}");
-                if let Some(rest) = line.split("listening on http://").nth(1) {
-                    let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the server prints its address");
-        let s = Server { child, addr };
-        let t0 = Instant::now();
-        loop {
-            if let Ok((200, _, _)) = s.try_http("GET", "/health", &[], b"") {
-                break;
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(180),
-                "server never became ready"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        s
-    }
-
-    fn port(&self) -> u16 {
-        self.addr.rsplit(':').next().unwrap().parse().unwrap()
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn try_http(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> std::io::Result<(u16, String, Vec<u8>)> {
-        let mut s = TcpStream::connect(&self.addr)?;
-        s.set_read_timeout(Some(Duration::from_secs(120)))?;
-        let mut req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
-            self.addr,
-            body.len()
-        );
-        for (k, v) in headers {
-            req.push_str(&format!("{k}: {v}\r\n"));
-        }
-        req.push_str("\r\n");
-        s.write_all(req.as_bytes())?;
-        s.write_all(body)?;
-        let mut out = Vec::new();
-        s.read_to_end(&mut out)?;
-        let split = out
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .ok_or_else(|| std::io::Error::other("no header end"))?;
-        let head = String::from_utf8_lossy(&out[..split]).to_string();
-        let status: u16 = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| std::io::Error::other("no status"))?;
-        let mut body = out[split + 4..].to_vec();
-        if head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked")
-        {
-            body = dechunk(&body);
-        }
-        Ok((status, head, body))
-    }
-
-    fn http(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> (u16, Value) {
-        let (st, _, b) = self.try_http(method, path, headers, body).expect("http");
-        let v = serde_json::from_slice(&b)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&b).into()));
-        (st, v)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn dechunk(b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        let Some(nl) = b[i..].windows(2).position(|w| w == b"\r\n") else {
-            break;
-        };
-        let size =
-            usize::from_str_radix(String::from_utf8_lossy(&b[i..i + nl]).trim(), 16).unwrap_or(0);
-        i += nl + 2;
-        if size == 0 {
-            break;
-        }
-        out.extend_from_slice(&b[i..(i + size).min(b.len())]);
-        i += size + 2;
-    }
-    out
 }
 
 /// chromedriver in its own process group: dropping it kills chromedriver and the Chromium it
@@ -223,22 +86,6 @@ impl Drop for Driver {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn lorag(args: &[&str]) -> std::process::Output {
-    Command::new(bin()).args(args).output().expect("lorag runs")
-}
-
-fn add_key(file: &Path, name: &str, extra: &[&str]) -> String {
-    let mut args = vec!["keys", "add", name, "--file", file.to_str().unwrap()];
-    args.extend_from_slice(extra);
-    let out = lorag(&args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 async fn shot(c: &Client, name: &str) -> PathBuf {
@@ -415,7 +262,7 @@ async fn staff_ask_the_kb_and_open_every_source() {
         "--ctx",
         "4096",
     ];
-    let mut server = Server::start(0, &server_args);
+    let mut server = Server::start(&server_args, &[]);
     let port = server.port();
 
     let driver = Driver::start();
@@ -439,7 +286,7 @@ async fn staff_ask_the_kb_and_open_every_source() {
         .expect("a WebDriver session with headless Chromium");
 
     // a. The page asks for a key; a wrong one gets a plain error, the right one the KB picker.
-    let (st, v) = server.http("GET", "/v1/me", &[], b"");
+    let (st, _, v) = server.http("GET", "/v1/me", &[], b"");
     assert_eq!(st, 401, "{v}");
     c.goto(&server.url()).await.unwrap();
     wait_for(
@@ -511,7 +358,7 @@ async fn staff_ask_the_kb_and_open_every_source() {
         ("Authorization", auth.as_str()),
         ("Content-Type", "application/json"),
     ];
-    let (st, v) = server.http(
+    let (st, _, v) = server.http(
         "POST",
         "/v1/kb/faq/search",
         &h,
@@ -676,7 +523,7 @@ async fn staff_ask_the_kb_and_open_every_source() {
     let kept = js(&c, "return document.getElementById('question').value").await;
     assert_eq!(kept, q);
     shot(&c, "e1-server-down").await;
-    server = Server::start(port, &server_args);
+    server = Server::start_on(port, &server_args, &[]);
     let a = ask(&c, None).await;
     assert!(a.error.is_empty(), "{}", a.error);
     assert!(!a.text.trim().is_empty());

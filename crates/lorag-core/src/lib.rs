@@ -1,9 +1,13 @@
 //! Types that travel along the RAG pipeline (ingest → embed → store → retrieve → generate), and
-//! the small traits at its seams. No I/O here, except [`write_atomic`]: the one way every crate
-//! replaces a small file (a run's state, a report, a plot).
+//! the small traits at its seams. No I/O here, except the two file helpers every crate shares
+//! ([`io`]): `write_atomic` (replace a small file whole) and `next_line` (read a text file line by
+//! line with memory bounded).
 //!
 //! Offsets: every `start`/`end` is a byte offset into `Document::text` (the extracted text), at a
 //! UTF-8 character boundary, so `&doc.text[start..end]` is always valid.
+
+pub mod io;
+pub use io::write_atomic;
 
 use serde::{Deserialize, Serialize};
 
@@ -103,30 +107,4 @@ impl TokenCounter for WordCounter {
     fn count_tokens(&self, text: &str) -> usize {
         text.split_whitespace().count()
     }
-}
-
-/// Write `bytes` to `path` through a temporary file in the same folder, synced, then renamed over
-/// `path`: the file is whole or as it was, never half-written, whether the process is killed or
-/// the disk fills up (the temporary file is removed on error). The error is the OS's; callers
-/// name the path.
-pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = path.with_file_name(format!(
-        ".{name}.{}.{}.tmp",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let written = std::fs::File::create(&tmp)
-        .and_then(|mut f| {
-            f.write_all(bytes)?;
-            f.sync_all()
-        })
-        .and_then(|()| std::fs::rename(&tmp, path));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written
 }

@@ -78,73 +78,8 @@ fn bad(path: &Path, line: usize, msg: impl Into<String>) -> Error {
 
 /// The longest line [`read_jsonl`] reads (16 MiB): a longer one is refused, naming file and
 /// line, after reading no more than this much of it.
-pub const MAX_LINE_BYTES: usize = 16 << 20;
-
-/// A line of a JSONL file, read by [`next_line`].
-enum Line {
-    /// The end of the file.
-    End,
-    /// A line (its bytes in the buffer, without the line end).
-    Text,
-    /// A line longer than the limit: it was read to its end but not kept.
-    TooLong,
-}
-
-/// Reads the next line of `r` into `buf` (without `\n` or `\r\n`), keeping at most `limit`
-/// bytes: memory stays bounded whatever the file holds.
-fn next_line(
-    r: &mut impl std::io::BufRead,
-    buf: &mut Vec<u8>,
-    limit: usize,
-) -> std::io::Result<Line> {
-    use std::io::{BufRead, Read};
-    buf.clear();
-    // `limit` bytes and a `\r\n` at most: more is a line over the limit.
-    let n = r.by_ref().take(limit as u64 + 2).read_until(b'\n', buf)?;
-    if n == 0 {
-        return Ok(Line::End);
-    }
-    let whole = buf.last() == Some(&b'\n') || n < limit + 2;
-    if buf.last() == Some(&b'\n') {
-        buf.pop();
-        if buf.last() == Some(&b'\r') {
-            buf.pop();
-        }
-    }
-    if !whole {
-        // Read the rest of the line without keeping it.
-        loop {
-            let avail = r.fill_buf()?;
-            if avail.is_empty() {
-                break;
-            }
-            match avail.iter().position(|&b| b == b'\n') {
-                Some(at) => {
-                    r.consume(at + 1);
-                    break;
-                }
-                None => {
-                    let all = avail.len();
-                    r.consume(all);
-                }
-            }
-        }
-    }
-    if buf.len() > limit {
-        buf.clear();
-        return Ok(Line::TooLong);
-    }
-    Ok(Line::Text)
-}
-
-/// `limit` as `16 MiB`, or in bytes when it is not a whole number of MiB.
-fn human_bytes(limit: usize) -> String {
-    if limit >= 1 << 20 && limit.is_multiple_of(1 << 20) {
-        format!("{} MiB", limit >> 20)
-    } else {
-        format!("{limit}-byte")
-    }
-}
+pub use lorag_core::io::MAX_LINE_BYTES;
+use lorag_core::io::{human_bytes, next_line, Line};
 
 /// Read a JSONL Q&A file, line by line. A line that is not UTF-8, or longer than
 /// [`MAX_LINE_BYTES`], is a bad line like any other.

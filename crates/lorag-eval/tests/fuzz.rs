@@ -21,7 +21,7 @@ use std::path::Path;
 
 use lorag_eval::qa::{parse_item, MAX_LINE_BYTES};
 use lorag_eval::{read_qa, Error, QaItem};
-use lorag_fuzz::{peak_of, Prepared, Target};
+use lorag_fuzz::{peak_of, Target};
 
 #[global_allocator]
 static ALLOC: lorag_fuzz::Counting = lorag_fuzz::Counting;
@@ -132,15 +132,9 @@ fn fuzz_qa(kind: &str, ext: &'static str, cases: u64, seeds: &[Vec<u8>], tokens:
         bound,
         error_kind,
     };
+    let name = format!("case.{ext}");
     let stats = lorag_fuzz::fuzz(&target, |dir, bytes, _| {
-        let path = dir.join(format!("case.{ext}"));
-        std::fs::write(&path, bytes).expect("write case");
-        let bytes = bytes.to_vec();
-        Prepared {
-            file: path.clone(),
-            name: path.display().to_string(),
-            run: Box::new(move || read_checked(&path, &bytes)),
-        }
+        lorag_fuzz::file_case(dir, &name, bytes, read_checked)
     });
     if lorag_fuzz::only().is_none() {
         assert!(

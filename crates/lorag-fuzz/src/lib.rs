@@ -375,6 +375,24 @@ pub struct Prepared {
     pub run: Box<dyn FnOnce() -> Result<(), String> + Send>,
 }
 
+/// A case whose input is the file `dir/name` holding the mutated `bytes`, run by
+/// `check(path, bytes)` (a reader that names the file as its path displays).
+pub fn file_case(
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+    check: fn(&Path, &[u8]) -> Result<(), String>,
+) -> Prepared {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).expect("write case");
+    let bytes = bytes.to_vec();
+    Prepared {
+        file: path.clone(),
+        name: path.display().to_string(),
+        run: Box::new(move || check(&path, &bytes)),
+    }
+}
+
 /// What a run saw: outcome counts, the largest peak, the slowest case, the distinct error kinds
 /// and the failures.
 #[derive(Default)]

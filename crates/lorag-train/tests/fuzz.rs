@@ -21,7 +21,7 @@
 
 use std::path::Path;
 
-use lorag_fuzz::{peak_of, Prepared, Target};
+use lorag_fuzz::{peak_of, Target};
 use lorag_llm::{Message, Role};
 use lorag_train::data::{parse_conversation, read_jsonl, DataStats, MAX_LINE_BYTES};
 use lorag_train::Error;
@@ -235,14 +235,7 @@ fn fuzz_training_jsonl() {
         error_kind,
     };
     let stats = lorag_fuzz::fuzz(&target, |dir, bytes, _| {
-        let path = dir.join("case.jsonl");
-        std::fs::write(&path, bytes).expect("write case");
-        let bytes = bytes.to_vec();
-        Prepared {
-            file: path.clone(),
-            name: path.display().to_string(),
-            run: Box::new(move || read_checked(&path, &bytes)),
-        }
+        lorag_fuzz::file_case(dir, "case.jsonl", bytes, read_checked)
     });
     if lorag_fuzz::only().is_none() {
         assert!(

@@ -226,35 +226,29 @@ fn interrupt_then_resume_continues_the_same_loss_curve() {
     let data = messages_file(dir.path());
     let model = tiny_phi3(dir.path());
     let common = |out: &Path| -> Vec<String> {
-        [
-            "tune",
-            "--data",
-            s(&data),
-            "--model",
-            s(&model),
-            "--out",
-            s(out),
-            "--steps",
-            "60",
-            "--batch",
-            "3",
-            "--grad-accum",
-            "2",
-            "--max-seq",
-            "64",
-            "--lr",
-            "5e-3",
-            "--dropout",
-            "0.1",
-            "--eval-every",
-            "20",
-            "--save-every",
-            "1000",
-            "--json",
-        ]
-        .iter()
-        .map(|x| x.to_string())
-        .collect()
+        tune_args(
+            &data,
+            &model,
+            out,
+            &[
+                "--steps",
+                "60",
+                "--batch",
+                "3",
+                "--grad-accum",
+                "2",
+                "--max-seq",
+                "64",
+                "--lr",
+                "5e-3",
+                "--dropout",
+                "0.1",
+                "--eval-every",
+                "20",
+                "--save-every",
+                "1000",
+            ],
+        )
     };
     let straight = dir.path().join("straight");
     let a = ok_json(&lorag().args(common(&straight)).output().unwrap());
@@ -352,14 +346,7 @@ fn sigkill_then_resume_gives_the_adapter_of_a_straight_run() {
     let data = messages_file(dir.path());
     let model = tiny_phi3(dir.path());
     let args = |out: &Path, resume: bool| -> Vec<String> {
-        let mut v: Vec<String> = [
-            "tune",
-            "--data",
-            s(&data),
-            "--model",
-            s(&model),
-            "--out",
-            s(out),
+        let mut options = vec![
             "--steps",
             "40",
             "--batch",
@@ -374,15 +361,11 @@ fn sigkill_then_resume_gives_the_adapter_of_a_straight_run() {
             "10",
             "--save-every",
             "4",
-            "--json",
-        ]
-        .iter()
-        .map(|x| x.to_string())
-        .collect();
+        ];
         if resume {
-            v.push("--resume".into());
+            options.push("--resume");
         }
-        v
+        tune_args(&data, &model, out, &options)
     };
     let straight = dir.path().join("straight");
     let a = ok_json(&lorag().args(args(&straight, false)).output().unwrap());
@@ -488,14 +471,7 @@ fn a_full_disk_during_tune_and_merge_is_a_clear_error_and_loses_nothing() {
     let data = messages_file(dir.path());
     let model = tiny_phi3(dir.path());
     let args = |out: &Path, extra: &[&str]| -> Vec<String> {
-        let mut v: Vec<String> = [
-            "tune",
-            "--data",
-            s(&data),
-            "--model",
-            s(&model),
-            "--out",
-            s(out),
+        let mut options = vec![
             "--steps",
             "16",
             "--batch",
@@ -506,13 +482,9 @@ fn a_full_disk_during_tune_and_merge_is_a_clear_error_and_loses_nothing() {
             "5e-3",
             "--save-every",
             "4",
-            "--json",
-        ]
-        .iter()
-        .map(|x| x.to_string())
-        .collect();
-        v.extend(extra.iter().map(|x| x.to_string()));
-        v
+        ];
+        options.extend_from_slice(extra);
+        tune_args(&data, &model, out, &options)
     };
     let straight = dir.path().join("straight");
     ok_json(&lorag().args(args(&straight, &[])).output().unwrap());
@@ -818,9 +790,9 @@ fn compare(a: &[Vec<f32>], b: &[Vec<f32>]) -> (f32, f64) {
     (worst, agree)
 }
 
-/// `lorag tune --data D --model M --out O EXTRA... --json`, which must succeed.
-fn tune_ok(data: &Path, model: &Path, out: &Path, extra: &[&str]) -> Value {
-    let mut args = vec![
+/// The arguments `tune --data D --model M --out O OPTIONS... --json`.
+fn tune_args(data: &Path, model: &Path, out: &Path, options: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = [
         "tune",
         "--data",
         s(data),
@@ -828,10 +800,23 @@ fn tune_ok(data: &Path, model: &Path, out: &Path, extra: &[&str]) -> Value {
         s(model),
         "--out",
         s(out),
-    ];
-    args.extend_from_slice(extra);
-    args.push("--json");
-    ok_json(&run(&args))
+    ]
+    .iter()
+    .chain(options)
+    .map(|x| x.to_string())
+    .collect();
+    v.push("--json".into());
+    v
+}
+
+/// `lorag tune --data D --model M --out O EXTRA... --json`, which must succeed.
+fn tune_ok(data: &Path, model: &Path, out: &Path, extra: &[&str]) -> Value {
+    ok_json(
+        &lorag()
+            .args(tune_args(data, model, out, extra))
+            .output()
+            .unwrap(),
+    )
 }
 
 /// `lorag merge --model M (--lora L)... --out O EXTRA... --json`, which must succeed.

@@ -8,7 +8,10 @@
 //!   the embedding model and dimension, and the generation (+1 per committed change).
 //! - Chunks hold their text, byte offsets, page, section and title; documents their metadata as
 //!   JSONB. A generated `tsvector` column (text weighted A, section and title B) under a GIN index
-//!   serves lexical search, ranked by `ts_rank_cd` with length normalisation; the vectors live in a
+//!   serves lexical search, ranked by BM25 as the embedded store's FTS5 ranks (k1 = 1.2, b = 0.75;
+//!   a term's document frequency counted through the index, its frequency in a chunk read from
+//!   the tsvector with text 1.0 and section/title 0.5, as FTS5's column weights; the chunk count
+//!   and mean length cached per handle for 30 s, and after the handle's own writes); the vectors live in a
 //!   `vector(d)` column (typed when the model is recorded) under an HNSW index (cosine, m = 16,
 //!   ef_construction = 128, as the embedded index), and each dense query sets
 //!   `hnsw.ef_search` (96, or k when larger) for its own transaction.
@@ -94,9 +97,40 @@ const BATCH: usize = 5000;
 const INSERT_BATCH: usize = 1000;
 /// Idle connections kept per handle.
 const MAX_IDLE: usize = 16;
-/// `ts_rank_cd` weights {D, C, B, A}: text A (1.0), section and title B (0.5), as the embedded
-/// store's BM25 column weights.
-const RANK_WEIGHTS: &str = "'{0.1, 0.2, 0.5, 1.0}'::float4[]";
+/// How long the chunk count and mean chunk length that BM25 needs are reused (another process's
+/// writes change them; this handle's own writes drop them at once).
+const BM25_STATS_TTL: Duration = Duration::from_secs(30);
+
+/// BM25 over the chunks' tsvectors, as FTS5's `bm25()` ranks in the embedded store (k1 = 1.2,
+/// b = 0.75). `$1`: the query's words (space-separated, alphanumeric); `$2`: k; `$3`: the chunk
+/// count; `$4`: the mean chunk length in lexemes. A term's document frequency is counted
+/// through the GIN index; its frequency in a chunk is read from the tsvector, text positions
+/// (weight A) counting 1.0 and section/title positions (B) 0.5, FTS5's column weights. A chunk's
+/// length is its number of distinct lexemes. Lexemes come from `to_tsvector('english', words)`,
+/// so they are stemmed as the chunks' are; each is alphanumeric (from alphanumeric words), so
+/// quoting it needs no escape.
+const BM25_SQL: &str = "
+WITH ql AS MATERIALIZED (
+    SELECT DISTINCT lex FROM unnest(tsvector_to_array(to_tsvector('english'::regconfig, $1::text))) AS lex
+), dfn AS MATERIALIZED (
+    SELECT lex, (SELECT count(*) FROM chunks x WHERE x.tsv @@ ('''' || lex || '''')::tsquery)::float8 AS n
+    FROM ql
+), df AS MATERIALIZED (
+    SELECT lex, ln(1.0 + (GREATEST($3::float8, n) - n + 0.5) / (n + 0.5)) AS idf FROM dfn
+), cand AS MATERIALIZED (
+    SELECT c.id, c.tsv FROM {JOINS}
+    WHERE c.tsv @@ (SELECT string_agg('''' || lex || '''', ' | ')::tsquery FROM ql){cond}
+)
+SELECT cand.id, sum(
+    df.idf * t.tf * 2.2 / (t.tf + 1.2 * (0.25 + 0.75 * length(cand.tsv) / GREATEST($4::float8, 1.0)))
+)::float4 AS r
+FROM cand
+CROSS JOIN LATERAL unnest(cand.tsv) AS u
+JOIN df ON df.lex = u.lexeme
+CROSS JOIN LATERAL (
+    SELECT sum(CASE w WHEN 'A' THEN 1.0 ELSE 0.5 END)::float8 AS tf FROM unnest(u.weights) AS w
+) t
+GROUP BY cand.id ORDER BY r DESC, cand.id LIMIT $2";
 
 /// `postgres://` or `postgresql://`.
 pub fn is_postgres(kb: &str) -> bool {
@@ -395,6 +429,8 @@ pub struct PgStore {
     /// The KB's dimension, once recorded (it never changes after).
     dim: Mutex<Option<usize>>,
     retries: AtomicU64,
+    /// BM25's chunk count and mean chunk length, and when they were read.
+    bm25_stats: Mutex<Option<(std::time::Instant, f64, f64)>>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -422,6 +458,7 @@ impl PgStore {
             idle: Mutex::new(Vec::new()),
             dim: Mutex::new(None),
             retries: AtomicU64::new(0),
+            bm25_stats: Mutex::new(None),
         };
         let mut c = store.connect_raw()?;
         let fail = |e: postgres::Error| store.backend("opening the KB", &e);
@@ -501,6 +538,30 @@ impl PgStore {
             path: self.path(),
             why,
         }
+    }
+
+    /// BM25's corpus figures: the chunk count and the mean chunk length in distinct lexemes
+    /// (read again after [`BM25_STATS_TTL`], or after this handle wrote).
+    fn bm25_stats(&self) -> Result<(f64, f64)> {
+        let mut cached = self.bm25_stats.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, n, avgdl)) = *cached {
+            if at.elapsed() < BM25_STATS_TTL {
+                return Ok((n, avgdl));
+            }
+        }
+        let (n, avgdl) = self.run("reading the lexical statistics", |c| {
+            let r = c.query_one(
+                "SELECT count(*)::float8, coalesce(avg(length(tsv)), 0)::float8 FROM chunks",
+                &[],
+            )?;
+            Ok((r.get::<_, f64>(0), r.get::<_, f64>(1)))
+        })?;
+        *cached = Some((std::time::Instant::now(), n, avgdl));
+        Ok((n, avgdl))
+    }
+
+    fn forget_bm25_stats(&self) {
+        *self.bm25_stats.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     fn connect_raw(&self) -> Result<Client> {
@@ -920,7 +981,7 @@ impl Store for PgStore {
             .collect();
         let key = self.lock_key(&rec.source);
         let now = unix_now();
-        self.run(&format!("writing {}", rec.source), |c| {
+        let written = self.run(&format!("writing {}", rec.source), |c| {
             let mut tx = c.transaction()?;
             tx.query(
                 "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
@@ -984,13 +1045,15 @@ impl Store for PgStore {
             )?;
             tx.commit()?;
             Ok(n)
-        })
+        });
+        self.forget_bm25_stats();
+        written
     }
 
     fn remove_source(&self, source: &str) -> Result<bool> {
         self.writable()?;
         let key = self.lock_key(source);
-        self.run(&format!("removing {source}"), |c| {
+        let removed = self.run(&format!("removing {source}"), |c| {
             let mut tx = c.transaction()?;
             tx.query(
                 "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
@@ -1006,7 +1069,9 @@ impl Store for PgStore {
             )?;
             tx.commit()?;
             Ok(true)
-        })
+        });
+        self.forget_bm25_stats();
+        removed
     }
 
     fn sources(&self) -> Result<Vec<String>> {
@@ -1103,22 +1168,15 @@ impl Store for PgStore {
         if words.is_empty() || k == 0 {
             return Ok(Vec::new());
         }
-        // Each word a quoted lexeme (words are alphanumeric: no quote reaches the parser), any
-        // may match.
-        let q = words
-            .iter()
-            .map(|w| format!("'{w}'"))
-            .collect::<Vec<_>>()
-            .join(" | ");
-        let mut params: Vec<Box<dyn ToSql + Sync>> = Vec::new();
-        params.push(Box::new(q));
-        params.push(Box::new(k as i64));
+        let (n, avgdl) = self.bm25_stats()?;
+        let mut params: Vec<Box<dyn ToSql + Sync>> = vec![
+            Box::new(words.join(" ")),
+            Box::new(k as i64),
+            Box::new(n),
+            Box::new(avgdl),
+        ];
         let cond = filter_sql(filters, &mut params)?;
-        let sql = format!(
-            "SELECT c.id, ts_rank_cd({RANK_WEIGHTS}, c.tsv, q, 1) AS r
-             FROM {JOINS}, to_tsquery('english'::regconfig, $1::text) q
-             WHERE c.tsv @@ q{cond} ORDER BY r DESC, c.id LIMIT $2"
-        );
+        let sql = BM25_SQL.replace("{JOINS}", JOINS).replace("{cond}", &cond);
         self.run("lexical search", |c| {
             Ok(c.query(&sql, &refs(&params))?
                 .iter()

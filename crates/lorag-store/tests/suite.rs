@@ -40,6 +40,7 @@ both!(
     a_killed_ingest_leaves_a_whole_source,
     a_newer_schema_is_refused,
     export_gives_back_what_was_put,
+    lexical_ranking_is_bm25_on_every_backend,
 );
 
 /// The PostgreSQL server of the tests.
@@ -1017,4 +1018,39 @@ fn postgres_lost_connections_are_retried_and_reported() {
     assert_eq!(s.sources().unwrap(), ["a.txt", "b.txt"]);
     assert!(s.retries() >= 3);
     assert_eq!(s.stats().unwrap().chunks, 2);
+}
+
+/// Lexical search ranks by BM25 on every backend: a rare word outweighs a frequent one said more
+/// often, a word said twice outweighs once, and a short chunk outweighs a long one with the same
+/// words. (PostgreSQL's own `ts_rank_cd` knows no word rarity: on SQuAD its hybrid recall@5 was
+/// 0.044 below the embedded store's.)
+fn lexical_ranking_is_bm25_on_every_backend(b: Backend) {
+    let kb = Kb::new(b);
+    let s = kb.open();
+    let mut texts: Vec<String> = (0..20)
+        .map(|i| format!("weather report {i}: weather, weather and again weather"))
+        .collect();
+    texts.extend(
+        [
+            "a zephyr came",
+            "granite granite quarry",
+            "granite quarry works",
+            "the meadow lay quiet",
+            "the meadow lay quiet under a long grey sky while the river ran slowly past old mills",
+        ]
+        .map(String::from),
+    );
+    for (i, t) in texts.iter().enumerate() {
+        put(&*s, &format!("doc{i:02}.txt"), "h", &[t], vec![axis(i % 8)]);
+    }
+    let top = |q: &str, k: usize| texts_of(&*s, &s.lexical(q, k, &[]).unwrap());
+    assert_eq!(top("zephyr weather", 1), ["a zephyr came"]);
+    assert_eq!(
+        top("granite", 2),
+        ["granite granite quarry", "granite quarry works"]
+    );
+    assert_eq!(
+        top("meadow quiet", 2),
+        [texts[23].clone(), texts[24].clone()]
+    );
 }

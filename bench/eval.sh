@@ -24,6 +24,14 @@ for ds in $DATASETS; do
     echo "== $ds, $m" >&2
     "$BIN" eval --kb "$dir/kb" --qa "$dir/qa.jsonl" --out "$out" --model "$m" \
       --max-questions "$N" --budget "$BUDGET" --max-tokens 64 "${style[@]}" >&2
+    if [ "$ds" = new_wiki ]; then
+      # The same questions through bench/rag.py (`lorag ask`, one process, same KB, model, k,
+      # style and answer budget): its RAG figures must agree with the eval's rag route.
+      python3 -c 'import json,sys; [print(json.dumps({"id": q["id"]})) for q in json.load(open(sys.argv[1]))["questions"] if not q["held_out"]]' \
+        "$out/results.json" > "$out/rag-sh-ids.jsonl"
+      python3 bench/rag.py --lorag "$BIN" --member new_wiki --ids "$out/rag-sh-ids.jsonl" --kb "$dir/kb" \
+        --unanswerable 0 --max-tokens 64 --model "$m" --out "$out/rag-sh" --json-out "$out/rag-sh.json" >&2
+    fi
   done
 done
 python3 - "$DATASETS" "$MODELS" <<'PY'
@@ -41,4 +49,17 @@ for ds in sys.argv[1].split():
                   f"{f('gold_cited'):>10} {f('supported_share'):>9} {f('correct_refusal'):>9} {f('false_refusal'):>10} "
                   f"{rt['latency']['ttft_ms']['p50']/1000:8.2f}s")
         print("recommendation:", r["recommendation"]["text"])
+        try:
+            sh = json.load(open(f"bench/out/eval/{ds}-{m}/rag-sh.json"))
+        except FileNotFoundError:
+            continue
+        ev = {q["id"]: q["answers"]["rag"]["text"] for q in r["questions"] if not q["held_out"]}
+        same = sum(ev.get(x["id"]) == x["rag"] for x in sh["answers"])
+        evb = {q["id"]: q["answers"]["base"]["text"] for q in r["questions"] if not q["held_out"] and "base" in q["answers"]}
+        same_b = sum(evb.get(x["id"]) == x["no_rag"] for x in sh["answers"])
+        print(f"bench/rag.py on the same {sh['questions']} questions: RAG F1 {sh['rag_f1']:.1f} (eval's rag "
+              f"{100*r['routes']['rag']['metrics']['f1']['value']:.1f}), gold cited {100*sh['gold_cited']:.1f}% "
+              f"(eval's {100*(r['routes']['rag']['metrics'].get('gold_cited') or {}).get('value', float('nan')):.1f}%), "
+              f"refusals {100*sh['refused_answerable']:.1f}%; the same answer text for {same} of {len(sh['answers'])}; "
+              f"no-RAG F1 {sh['no_rag_f1']:.1f} (eval's base {100*r['routes']['base']['metrics']['f1']['value']:.1f}), same text for {same_b}")
 PY

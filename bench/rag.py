@@ -45,6 +45,8 @@ def clean(answer):
 
 
 def ask_many(lorag, questions, kb=None, k=4, max_tokens=48, model=None, lora=None, label=""):
+    if not questions:
+        return []
     """One lorag process answers all questions (one JSON line each); /reset keeps them independent."""
     args = [lorag, "ask", "--json", "-k", str(k), "--max-tokens", str(max_tokens), "--style", STYLE]
     if kb:
@@ -126,6 +128,41 @@ def ensure_kb(lorag, paras, docs, kb, leave_out=()):
     print(f"built {kb}: {r['added']} documents, {r['chunks']} chunks in {r['seconds']:.0f} s", flush=True)
 
 
+def citation_figures(results, sample):
+    """Citation precision (the share of cited sources whose text holds a gold answer) and recall
+    (the share of answers citing such a source, among those where a given source holds one), for
+    the citations as the model wrote them and as lorag's check left them (moved to the source
+    that supports the claim, auto-cited, invalid ones removed). The model's own citations are
+    read back from each sentence's `moved_from` / `auto_cited` and the answer's invalid numbers."""
+    def holds(text, golds):
+        t = normalize(text)
+        return any(normalize(g) and normalize(g) in t for g in golds)
+
+    out = {}
+    for which in ["model", "checked"]:
+        hits = total = found = answerable = 0
+        for r, q in zip(results, sample):
+            src = r.get("sources", [])
+            good = {n for n in range(1, len(src) + 1) if holds(src[n - 1]["text"], q[2])}
+            ns = set()
+            for s in r.get("sentences", []):
+                if which == "checked":
+                    ns.update(s["cites"])
+                elif not s["auto_cited"]:
+                    ns.update(s["moved_from"] or s["cites"])
+            if which == "model":
+                ns.update(r.get("invalid_citations", []))
+            hits += len(ns & good)
+            total += len(ns)
+            if good:
+                answerable += 1
+                found += bool(ns & good)
+        out[which] = {"precision": hits / total if total else None, "citations": total,
+                      "recall": found / answerable if answerable else None}
+    out["moved_sentences"] = sum(bool(s["moved_from"]) for r in results for s in r.get("sentences", []))
+    return out
+
+
 def pct(xs, q):
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(q * len(xs)))]
@@ -139,11 +176,19 @@ def main():
     ap.add_argument("--unanswerable", type=int, default=100)
     ap.add_argument("--model", help="model path or catalogue name (default: lorag's, SmolLM2)")
     ap.add_argument("--lora", help="a GGUF LoRA adapter for every phase (RAG, no RAG, left out), e.g. from bench/rag_tune.py")
+    ap.add_argument("--member", choices=["dev", "new_wiki"], default="dev",
+                    help="the SQuAD file: v1.1 dev (default) or SQuAD-shifts new_wiki")
+    ap.add_argument("--ids", help="answer exactly these questions (a JSONL file with an \"id\" per line, e.g. "
+                    "the ids `lorag eval` answered): the RAG figures of both tools on the same questions")
+    ap.add_argument("--kb", help="an existing KB of the member's paragraphs (p0000.txt, ... as bench/eval_data.py "
+                    "writes them) instead of building one")
+    ap.add_argument("--max-tokens", type=int, default=48)
+    ap.add_argument("--json-out", help="also write the figures (and every answer) to this JSON file")
     ap.add_argument("--results", help="folder for the answers of each phase (default: OUT/results-<fingerprint of binary, model, adapter, questions, options>); "
                     "phases already there are reused, delete it to measure again")
     a = ap.parse_args()
 
-    paras, questions = squad_data.load()
+    paras, questions = squad_data.load(squad_data.NEW_WIKI if a.member == "new_wiki" else squad_data.MEMBER)
     rng = random.Random(7)
     by_para = collections.defaultdict(list)
     for q in questions:
@@ -154,27 +199,41 @@ def main():
     left_out = set(pids[: a.unanswerable])
     unanswerable = [by_para[p][0] for p in sorted(left_out)]
     pool = [q for q in questions if q[3] not in left_out]
-    sample = rng.sample(pool, a.n)
+    if a.ids:
+        with open(a.ids) as f:
+            wanted = [json.loads(line)["id"] for line in f if line.strip()]
+        by_id = {q[0]: q for q in questions}
+        missing = [i for i in wanted if i not in by_id]
+        if missing:
+            raise SystemExit(f"{a.ids}: {len(missing)} id(s) not in the {a.member} questions, e.g. {missing[0]}")
+        sample = [by_id[i] for i in wanted]
+    else:
+        sample = rng.sample(pool, a.n)
 
     os.makedirs(a.out, exist_ok=True)
-    full_kb = os.path.join(a.out, "kb_full")
-    part_kb = os.path.join(a.out, "kb_without_100")
-    ensure_kb(a.lorag, paras, os.path.join(a.out, "docs_full"), full_kb)
-    ensure_kb(a.lorag, paras, os.path.join(a.out, "docs_part"), part_kb, left_out)
+    full_kb = a.kb or os.path.join(a.out, "kb_full")
+    part_kb = os.path.join(a.out, f"kb_without_{a.unanswerable}")
+    if not a.kb:
+        ensure_kb(a.lorag, paras, os.path.join(a.out, "docs_full"), full_kb)
+    if unanswerable:
+        ensure_kb(a.lorag, paras, os.path.join(a.out, "docs_part"), part_kb, left_out)
 
-    # Keyed by content: binary, model file, adapter file, questions and options.
-    key = fingerprint(a.lorag, model_file(a.lorag, a.model), a.lora, [q[0] for q in sample],
-                      [q[0] for q in unanswerable], {"k": 4, "max_tokens": 48, "style": STYLE})
+    # Keyed by content: binary, model file, adapter file, KB, questions and options.
+    key = fingerprint(a.lorag, model_file(a.lorag, a.model), a.lora, os.path.abspath(full_kb), a.member,
+                      [q[0] for q in sample], [q[0] for q in unanswerable],
+                      {"k": 4, "max_tokens": a.max_tokens, "style": STYLE})
     res_dir = a.results or os.path.join(a.out, f"results-{key}")
     os.makedirs(res_dir, exist_ok=True)
     qs = [q[1] for q in sample]
     rag = cached(os.path.join(res_dir, "rag.json"),
-                 lambda: ask_many(a.lorag, qs, kb=full_kb, model=a.model, lora=a.lora, label="RAG"))
+                 lambda: ask_many(a.lorag, qs, kb=full_kb, max_tokens=a.max_tokens, model=a.model,
+                                  lora=a.lora, label="RAG"))
     base = cached(os.path.join(res_dir, "no_rag.json"),
-                  lambda: ask_many(a.lorag, qs, model=a.model, lora=a.lora, label="no RAG"))
+                  lambda: ask_many(a.lorag, qs, max_tokens=a.max_tokens, model=a.model, lora=a.lora,
+                                   label="no RAG"))
     unans = cached(os.path.join(res_dir, "left_out.json"),
-                   lambda: ask_many(a.lorag, [q[1] for q in unanswerable], kb=part_kb, model=a.model,
-                                    lora=a.lora, label="left out"))
+                   lambda: ask_many(a.lorag, [q[1] for q in unanswerable], kb=part_kb,
+                                    max_tokens=a.max_tokens, model=a.model, lora=a.lora, label="left out"))
 
     def scores(results):
         f, em = [], []
@@ -189,10 +248,19 @@ def main():
     gold = [f"p{q[3]:04}.txt" for q in sample]
     cited = sum(any(os.path.basename(c["source"]) == g for c in r["citations"]) for r, g in zip(rag, gold)) / len(sample)
     given = sum(any(os.path.basename(c["source"]) == g for c in r["sources"]) for r, g in zip(rag, gold)) / len(sample)
-    refused_unans = sum(r["refused"] for r in unans) / len(unans)
+    refused_unans = sum(r["refused"] for r in unans) / max(1, len(unans))
     refused_ans = sum(r["refused"] for r in rag) / len(rag)
+    cites = citation_figures(rag, sample)
+    if a.json_out:
+        with open(a.json_out, "w") as f:
+            json.dump({"questions": len(sample), "rag_f1": rf1, "rag_em": rem, "no_rag_f1": bf1, "no_rag_em": bem,
+                       "gold_given": given, "gold_cited": cited, "refused_answerable": refused_ans,
+                       "refused_left_out": refused_unans if unans else None, "citations": cites,
+                       "answers": [{"id": q[0], "rag": r["answer"], "no_rag": b["answer"]}
+                                   for q, r, b in zip(sample, rag, base)]}, f, indent=1)
 
-    print(f"\nSQuAD v1.1 dev, {len(sample)} questions, KB of {len(paras)} paragraphs, "
+    name = "SQuAD-shifts new_wiki" if a.member == "new_wiki" else "SQuAD v1.1 dev"
+    print(f"\n{name}, {len(sample)} questions, KB of {len(paras)} paragraphs, "
           f"{a.model or 'SmolLM2-135M Q4_1'}{' + LoRA ' + a.lora if a.lora else ''}, greedy, k=4 (answers in {res_dir})")
     print(f"{'':28} {'token F1':>9} {'EM':>7}")
     print(f"{'lorag ask --kb (RAG)':28} {rf1:9.1f} {rem:7.1f}")
@@ -204,8 +272,16 @@ def main():
         print(f"{name} answers: {statistics.mean(len(p.split()) for p in preds):.1f} words on average, "
               f"{100 * contains:.1f}% contain a gold answer")
     print(f"gold paragraph among the sources given: {100 * given:.1f}%, among the sources cited: {100 * cited:.1f}%")
+    for which, label in [("model", "as the model wrote them"), ("checked", "after lorag's check")]:
+        c = cites[which]
+        fmt = lambda x: "-" if x is None else f"{100 * x:.1f}%"
+        print(f"citations {label}: {c['citations']}, precision {fmt(c['precision'])} (the cited source holds a "
+              f"gold answer), recall {fmt(c['recall'])} (answers citing such a source, of those given one)")
+    print(f"sentences whose citation lorag moved to another source: {cites['moved_sentences']}")
     print(f"refusals: {100 * refused_unans:.1f}% of {len(unans)} questions whose paragraph is not in the KB; "
           f"{100 * refused_ans:.1f}% of the answerable ones")
+    if not unans:
+        return
     # The refusal signal (lorag's `evidence` score) and, for comparison, the best passage similarity:
     # how well each separates answerable from left-out questions, and thresholds calibrated on one
     # half (even positions) and checked on the other.

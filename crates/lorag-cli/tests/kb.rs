@@ -712,4 +712,39 @@ fn demo_questions_cite_the_right_record() {
         .map(|s| s["title"].as_str().unwrap())
         .collect();
     assert_eq!(sources[0], "bygglov-002", "retrieval: {sources:?}");
+    // The JSON's sentences carry each claim's checked citations: together they are the answer's.
+    let sentences = a["sentences"].as_array().expect("sentences");
+    assert!(!sentences.is_empty(), "{a:#}");
+    let numbers = |v: &serde_json::Value| -> Vec<u64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_u64().unwrap())
+            .collect()
+    };
+    let mut cited: Vec<u64> = sentences
+        .iter()
+        .flat_map(|s| numbers(&s["cites"]))
+        .collect();
+    cited.sort_unstable();
+    cited.dedup();
+    let mut listed: Vec<u64> = a["citations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["n"].as_u64().unwrap())
+        .collect();
+    listed.sort_unstable();
+    assert_eq!(cited, listed, "{a:#}");
+    for s in sentences {
+        assert!(
+            s["text"].is_string() && s["supported"].is_boolean(),
+            "{s:#}"
+        );
+        assert!(
+            s["auto_cited"].is_boolean() && s["filler"].is_boolean(),
+            "{s:#}"
+        );
+        numbers(&s["moved_from"]);
+    }
 }

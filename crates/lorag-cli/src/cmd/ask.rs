@@ -167,6 +167,10 @@ fn to_json(a: &Answer) -> serde_json::Value {
         "query": a.query,
         "invalid_citations": a.invalid_citations,
         "sources": a.sources,
+        // Per sentence: its final citations, its support, and whether a citation was moved to
+        // another source (`moved_from`: the model's), added (`auto_cited`) or the sentence is
+        // filler.
+        "sentences": a.sentences,
         "prompt_tokens": a.prompt_tokens,
         "completion_tokens": a.completion_tokens,
         "best_similarity": a.best_similarity,

@@ -8,10 +8,10 @@
 //!   the embedding model and dimension, and the generation (+1 per committed change).
 //! - Chunks hold their text, byte offsets, page, section and title; documents their metadata as
 //!   JSONB. A generated `tsvector` column (text weighted A, section and title B) under a GIN index
-//!   serves lexical search, ranked by BM25 as the embedded store's FTS5 ranks (k1 = 1.2, b = 0.75;
-//!   a term's document frequency counted through the index, its frequency in a chunk read from
-//!   the tsvector with text 1.0 and section/title 0.5, as FTS5's column weights; the chunk count
-//!   and mean length cached per handle for 30 s, and after the handle's own writes); the vectors live in a
+//!   serves lexical search, ranked by BM25 as the embedded store's FTS5 ranks (see [`BM25_SQL`]:
+//!   k1 = 1.2, b = 0.75, text 1.0 and section/title 0.5 as FTS5's column weights; the chunk count
+//!   and mean length cached per handle for 30 s, and dropped after the handle's own writes); the
+//!   vectors live in a
 //!   `vector(d)` column (typed when the model is recorded) under an HNSW index (cosine, m = 16,
 //!   ef_construction = 128, as the embedded index), and each dense query sets
 //!   `hnsw.ef_search` (96, or k when larger) for its own transaction.

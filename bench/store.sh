@@ -6,7 +6,7 @@
 #   search, hybrid recall@5 of the chunk each query was made from;
 # - SQuAD v1.1 dev: its 2,067 paragraphs ingested by lorag's pipeline (each text embedded once, so
 #   the per-backend ingest time is the pipeline without the model; the end-to-end time with it is
-#   printed too), 2,000 seeded questions, a hit being the question's own paragraph in the top 5.
+#   printed too), 2,000 seeded draws (with replacement) of its 10,565 questions, a hit being the question's own paragraph in the top 5.
 # Per backend: ingest time, hybrid search latency p50/p95 (a dense and a lexical query fused as
 # `lorag search` does), QPS with 1 and 8 client threads on one shared handle, recall@5 of dense
 # and of hybrid search. One JSON line per KB and backend goes to bench/out/store/results-*.jsonl.

@@ -12,7 +12,7 @@
 //! - `--squad FILE --work DIR`: SQuAD v1.1 dev's 2,067 paragraphs as documents, ingested by
 //!   lorag's own pipeline (load, chunk, embed, store); every text is embedded once (the first,
 //!   end-to-end ingest goes to a scratch KB under DIR), so each backend's ingest time is the
-//!   pipeline without the model; `--queries` questions drawn with a fixed seed, a hit being a chunk
+//!   pipeline without the model; `--queries` questions drawn with a fixed seed (with replacement), a hit being a chunk
 //!   of the question's own paragraph in the top 5.
 //!
 //! ```text

@@ -12,8 +12,8 @@
 //! - `--squad FILE --work DIR`: SQuAD v1.1 dev's 2,067 paragraphs as documents, ingested by
 //!   lorag's own pipeline (load, chunk, embed, store); every text is embedded once (the first,
 //!   end-to-end ingest goes to a scratch KB under DIR), so each backend's ingest time is the
-//!   pipeline without the model; `--queries` questions drawn with a fixed seed (with replacement), a hit being a chunk
-//!   of the question's own paragraph in the top 5.
+//!   pipeline without the model; `--queries` questions drawn with a fixed seed (with
+//!   replacement), a hit being a chunk of the question's own paragraph in the top 5.
 //!
 //! ```text
 //! cargo run --release -p lorag-kb --example store_bench -- --n 100000 --kb DIR --kb postgres://...
@@ -211,6 +211,7 @@ fn report(
 ) -> serde_json::Value {
     let st = store.stats().unwrap();
     let r2 = |x: f64| (x * 100.0).round() / 100.0;
+    let r4 = |x: f64| (x * 1e4).round() / 1e4;
     serde_json::json!({
         "data": data, "kb": lorag_kb::display_location(&st.location), "backend": st.backend,
         "sources": st.sources, "chunks": st.chunks, "dim": st.dim, "queries": n_queries,
@@ -218,8 +219,8 @@ fn report(
         "ingest_chunks_per_s": (st.chunks as f64 / ingest_s).round(),
         "hybrid_ms_p50": r2(m.p50), "hybrid_ms_p95": r2(m.p95),
         "qps_1": m.qps1.round(), "qps_8": m.qps8.round(),
-        "recall5_dense": r2(m.recall5_dense * 100.0) / 100.0,
-        "recall5_hybrid": r2(m.recall5_hybrid * 100.0) / 100.0,
+        "recall5_dense": r4(m.recall5_dense),
+        "recall5_hybrid": r4(m.recall5_hybrid),
         "bytes": st.bytes_on_disk,
     })
 }

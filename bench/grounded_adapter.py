@@ -47,7 +47,7 @@ def main():
     ap.add_argument("--lorag", required=True)
     ap.add_argument("--out", default=os.path.join(squad_data.HERE, "out", "grounded_adapter"))
     ap.add_argument("--questions", type=int, default=640, help="training questions (one per paragraph)")
-    ap.add_argument("--tune-args", default="--steps 80 --batch 2 --lr 1e-3 --rank 16 --max-seq 1024 --eval-every 0",
+    ap.add_argument("--tune-args", default="--steps 128 --batch 2 --lr 1e-3 --rank 16 --max-seq 1024 --eval-every 0",
                     help="arguments for lorag tune (besides --data/--out/--seed/--f16)")
     ap.add_argument("--install", help="copy the adapter here (e.g. adapters/smollm2-135m-grounded.gguf)")
     a = ap.parse_args()
@@ -116,7 +116,17 @@ def main():
     print(f"adapter: {adapter} ({os.path.getsize(adapter)} bytes, sha256 {sha})")
     if a.install:
         shutil.copyfile(adapter, a.install)
-        print(f"installed: {a.install}")
+        # Pin the new hash in the catalogue of shipped adapters (the entry with this file name).
+        src = os.path.join(squad_data.HERE, "..", "crates", "lorag-models", "src", "adapters.rs")
+        with open(src) as f:
+            text = f.read()
+        name = re.escape(os.path.basename(a.install))
+        new, n = re.subn(r'(file: "' + name + r'",\s*sha256: ")[0-9a-f]{64}"', r"\g<1>" + sha + '"', text)
+        if n != 1:
+            raise SystemExit(f"{src}: no shipped adapter with file {os.path.basename(a.install)!r}")
+        with open(src, "w") as f:
+            f.write(new)
+        print(f"installed: {a.install}; sha256 pinned in {src}")
 
 
 if __name__ == "__main__":

@@ -63,7 +63,7 @@ fn stamp_line(dest: &Path, sha: &str) -> Result<String> {
     Ok(format!("{sha} {} {mtime}", m.len()))
 }
 
-fn is_verified(dest: &Path, sha: &str) -> Result<bool> {
+pub(crate) fn is_verified(dest: &Path, sha: &str) -> Result<bool> {
     if !dest.is_file() {
         return Ok(false);
     }

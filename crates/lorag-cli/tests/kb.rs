@@ -638,9 +638,11 @@ fn rag_data_turns_qa_into_ask_prompts_with_cited_answers() {
     assert!(!tmp.path().join("train.jsonl.partial").exists());
 }
 
-/// The demo's knowledge base (the construction-law FAQ) and its two questions: the right record
-/// is cited. `--quote` answers with the record's own sentence; a generated answer never cites the
-/// geothermal record for the permit question (the wrong citation a first user once saw).
+/// The demo's knowledge base (the construction-law FAQ) and its two questions, answered right
+/// with the right record cited: by `--quote` (the record's own sentence) and by the default set-up
+/// (SmolLM2 with the grounded adapter shipped for it). Without the adapter the model's answer
+/// still never cites the geothermal record for the permit question (the wrong citation a first
+/// user once saw).
 #[test]
 fn demo_questions_cite_the_right_record() {
     let dir = tempfile::tempdir().unwrap();
@@ -701,8 +703,31 @@ fn demo_questions_cite_the_right_record() {
     let text = a["answer"].as_str().unwrap().to_lowercase();
     assert!(text.contains("deck") && text.contains("permit"), "{text}");
 
-    // Generated: whatever the model writes, a citation to the geothermal record does not survive.
+    // The default set-up: the grounded adapter answers both, citing the right record.
+    let a = ask("Do I need a building permit for a deck?", &[]);
+    assert_eq!(a["default_adapter"], "smollm2-135m-grounded", "{a:#}");
+    let t = titles(&a);
+    assert!(
+        !t.is_empty()
+            && t.iter()
+                .all(|t| t == "bygglov-014" || t == "altan-staket-plank-001"),
+        "{a:#}"
+    );
+    let text = a["answer"].as_str().unwrap();
+    assert!(text.contains("1.8"), "{text}");
     let a = ask("How long does it take to get a building permit?", &[]);
+    assert_eq!(a["default_adapter"], "smollm2-135m-grounded", "{a:#}");
+    assert_eq!(titles(&a), ["bygglov-002"], "{a:#}");
+    let text = a["answer"].as_str().unwrap();
+    assert!(text.contains("10 weeks"), "{text}");
+    check_sentences(&a);
+
+    // The model as given: whatever it writes, a citation to the geothermal record does not survive.
+    let a = ask(
+        "How long does it take to get a building permit?",
+        &["--no-default-adapter"],
+    );
+    assert!(a["default_adapter"].is_null(), "{a:#}");
     let t = titles(&a);
     assert!(!t.iter().any(|t| t.starts_with("bergvarme")), "{a:#}");
     let sources: Vec<&str> = a["sources"]
@@ -712,7 +737,11 @@ fn demo_questions_cite_the_right_record() {
         .map(|s| s["title"].as_str().unwrap())
         .collect();
     assert_eq!(sources[0], "bygglov-002", "retrieval: {sources:?}");
-    // The JSON's sentences carry each claim's checked citations: together they are the answer's.
+    check_sentences(&a);
+}
+
+/// The JSON's sentences carry each claim's checked citations: together they are the answer's.
+fn check_sentences(a: &serde_json::Value) {
     let sentences = a["sentences"].as_array().expect("sentences");
     assert!(!sentences.is_empty(), "{a:#}");
     let numbers = |v: &serde_json::Value| -> Vec<u64> {

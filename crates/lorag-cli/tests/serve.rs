@@ -148,6 +148,10 @@ fn openai_client_errors_load_and_a_shared_kb() {
         ("Authorization", auth.as_str()),
         ("Content-Type", "application/json"),
     ];
+    // kb:NAME answers that name no adapter use the grounded adapter shipped for SmolLM2.
+    let (st, _, v) = server.http("GET", "/v1/me", &h, b"");
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["default_adapter"], "smollm2-135m-grounded", "{v}");
     let (st, _, v) = server.http("POST", "/v1/chat/completions", &h, b"{\"messages\": [");
     assert_eq!(st, 400, "{v}");
     assert!(

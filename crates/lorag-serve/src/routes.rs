@@ -304,6 +304,7 @@ async fn me(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult<Respon
         "key": who.0.as_ref().map(|k| k.name.clone()),
         "kbs": kbs,
         "adapters": l.service.adapter_names().collect::<Vec<_>>(),
+        "default_adapter": l.service.grounded_adapter_name(),
     }))
     .into_response())
 }
@@ -595,7 +596,7 @@ async fn chat_completions(
             lora_names.push((r.name.clone(), r.scale));
         }
     }
-    let adapters = adapters_for(&l, &lora_names)?;
+    let mut adapters = adapters_for(&l, &lora_names)?;
     let kb = match &kb_name {
         Some(n) => {
             kb_for(&l, &who, n)?;
@@ -603,6 +604,10 @@ async fn chat_completions(
         }
         None => None,
     };
+    // A grounded answer that names no adapter uses the one shipped for the model (if any).
+    if kb.is_some() && lora_names.is_empty() {
+        adapters = l.service.grounded_adapters();
+    }
     let max_tokens = req
         .max_completion_tokens
         .or(req.max_tokens)

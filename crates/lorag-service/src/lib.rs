@@ -117,6 +117,9 @@ pub struct Config {
     pub need_embedder: bool,
     /// GPU layers (None: all when built with CUDA and a GPU is present, else 0).
     pub gpu_layers: Option<u32>,
+    /// Load the grounded-answer adapter shipped for this model (when there is one): grounded
+    /// answers for which the caller chose no adapter use it ([`Service::grounded_adapters`]).
+    pub default_adapter: bool,
 }
 
 /// An open knowledge base.
@@ -133,6 +136,7 @@ pub struct Service {
     model_name: String,
     engine: Engine,
     loras: Vec<(String, Arc<LoraAdapter>, f32)>,
+    grounded: Option<(String, Arc<LoraAdapter>)>,
     embedder: Option<(String, Arc<dyn Embedder>)>,
     kbs: BTreeMap<String, KbHandle>,
 }
@@ -219,6 +223,12 @@ impl Service {
                 );
             }
         }
+        let grounded = if cfg.default_adapter {
+            lorag_models::grounded_adapter(&model_path, &lorag_models::models_dir())
+                .context("the default grounded adapter (--no-default-adapter goes without)")?
+        } else {
+            None
+        };
         let embedder = if cfg.need_embedder || !cfg.kbs.is_empty() {
             let (name, e) = load_embedder(cfg.embedder.as_deref())?;
             Some((name, Arc::new(e) as Arc<dyn Embedder>))
@@ -256,11 +266,21 @@ impl Service {
                 .with_context(|| format!("--lora {}", l.name))?;
             loras.push((l.name.clone(), a, l.scale));
         }
+        let grounded = match grounded {
+            Some((a, path)) => Some((
+                a.name.to_string(),
+                engine
+                    .load_lora(&path)
+                    .with_context(|| format!("the default adapter {}", path.display()))?,
+            )),
+            None => None,
+        };
         Ok(Service {
             model_path,
             model_name,
             engine,
             loras,
+            grounded,
             embedder,
             kbs,
         })
@@ -302,6 +322,20 @@ impl Service {
     /// Every adapter, with its scale.
     pub fn all_adapters(&self) -> AdapterSet {
         self.loras.iter().map(|(_, a, s)| (a.clone(), *s)).collect()
+    }
+
+    /// The shipped grounded-answer adapter, when [`Config::default_adapter`] asked for it and the
+    /// model is the one it was made for: grounded answers with no adapter chosen use it.
+    pub fn grounded_adapters(&self) -> AdapterSet {
+        self.grounded
+            .iter()
+            .map(|(_, a)| (a.clone(), 1.0))
+            .collect()
+    }
+
+    /// The name of the default grounded adapter in use (None: none for this model, or turned off).
+    pub fn grounded_adapter_name(&self) -> Option<&str> {
+        self.grounded.as_ref().map(|(n, _)| n.as_str())
     }
 
     /// Adapter names, in the order given.

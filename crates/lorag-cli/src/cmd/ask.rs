@@ -23,6 +23,10 @@ pub struct AskArgs {
     /// GGUF LoRA adapter, optionally with a scale (PATH or PATH:SCALE); repeatable
     #[arg(long = "lora", value_name = "PATH[:SCALE]")]
     pub lora: Vec<String>,
+    /// Do not use the grounded-answer adapter shipped for the default model (used with --kb
+    /// when no --lora is given)
+    #[arg(long)]
+    pub no_default_adapter: bool,
     #[command(flatten)]
     pub retrieval: super::RetrievalArgs,
     /// Tokens kept for the answer
@@ -94,13 +98,24 @@ pub fn run(a: AskArgs) -> Result<()> {
         kbs: kb_spec.iter().cloned().collect(),
         embedder: a.embedder.clone(),
         gpu_layers: a.gpu_layers,
+        // Grounded answers use the shipped adapter unless the user chose adapters of their own.
+        default_adapter: a.kb.is_some() && a.lora.is_empty() && !a.no_default_adapter,
         ..Default::default()
     })?;
-    let mut session = service.session(&SessionOptions {
-        n_ctx: a.n_ctx,
-        n_threads: a.threads.unwrap_or_else(lorag_llm::default_threads),
-        ..SessionOptions::default()
-    })?;
+    let adapters = if a.lora.is_empty() {
+        service.grounded_adapters()
+    } else {
+        service.all_adapters()
+    };
+    let adapter = service.grounded_adapter_name().map(str::to_string);
+    let mut session = service.session_with(
+        &SessionOptions {
+            n_ctx: a.n_ctx,
+            n_threads: a.threads.unwrap_or_else(lorag_llm::default_threads),
+            ..SessionOptions::default()
+        },
+        &adapters,
+    )?;
     let kb_name = kb_spec.as_ref().map(|k| k.name.as_str());
 
     let mut history: Vec<Message> = Vec::new();
@@ -144,7 +159,7 @@ pub fn run(a: AskArgs) -> Result<()> {
             Err(e) => return Err(e),
         };
         if json {
-            println!("{}", to_json(&ans));
+            println!("{}", to_json(&ans, adapter.as_deref()));
         } else {
             print_report(&ans, kb_name.is_some());
         }
@@ -154,7 +169,7 @@ pub fn run(a: AskArgs) -> Result<()> {
     Ok(())
 }
 
-fn to_json(a: &Answer) -> serde_json::Value {
+fn to_json(a: &Answer, default_adapter: Option<&str>) -> serde_json::Value {
     let r = |x: f64| (x * 100.0).round() / 100.0;
     serde_json::json!({
         "answer": a.answer,
@@ -175,6 +190,8 @@ fn to_json(a: &Answer) -> serde_json::Value {
         "completion_tokens": a.completion_tokens,
         "best_similarity": a.best_similarity,
         "evidence": a.evidence,
+        // The shipped grounded adapter that answered (null: the model as given, or --lora's).
+        "default_adapter": default_adapter,
     })
 }
 

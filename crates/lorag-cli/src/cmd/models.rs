@@ -82,9 +82,16 @@ pub fn run(cmd: ModelsCommand) -> Result<()> {
                         Err(e) => serde_json::json!({"error": e.to_string()}),
                     })
                     .collect();
+                let adapters: Vec<serde_json::Value> = lorag_models::SHIPPED_ADAPTERS
+                    .iter()
+                    .map(|a| {
+                        serde_json::json!({"name": a.name, "model": a.model, "sha256": a.sha256,
+                                           "bytes": a.bytes().len(), "about": a.about})
+                    })
+                    .collect();
                 println!(
                     "{}",
-                    serde_json::json!({"models_dir": dir, "models": items})
+                    serde_json::json!({"models_dir": dir, "models": items, "shipped_adapters": adapters})
                 );
                 return Ok(());
             }
@@ -117,6 +124,16 @@ pub fn run(cmd: ModelsCommand) -> Result<()> {
                         eprintln!("warning: {e}");
                     }
                 }
+            }
+            println!("\nshipped in the binary (used by `ask --kb` and `serve` for their model; --no-default-adapter turns it off):");
+            for a in lorag_models::SHIPPED_ADAPTERS {
+                println!(
+                    "{:<30} adapter   for {} ({} KiB): {}",
+                    a.name,
+                    a.model,
+                    a.bytes().len() / 1024,
+                    a.about
+                );
             }
             if bad > 0 {
                 bail!("{bad} file(s) in the models folder could not be read (see warnings above)");

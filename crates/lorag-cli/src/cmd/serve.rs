@@ -18,6 +18,10 @@ pub struct ServeArgs {
     /// A LoRA adapter offered as model NAME: NAME=PATH[:SCALE]; repeatable
     #[arg(long = "lora", value_name = "NAME=PATH[:SCALE]")]
     pub lora: Vec<String>,
+    /// Do not use the grounded-answer adapter shipped for the default model (kb:NAME answers
+    /// that name no adapter use it)
+    #[arg(long)]
+    pub no_default_adapter: bool,
     /// A knowledge base offered as model kb:NAME: NAME=DIR (created when missing); repeatable
     #[arg(long = "kb", value_name = "NAME=DIR")]
     pub kb: Vec<String>,
@@ -67,6 +71,7 @@ pub fn serve(a: ServeArgs) -> Result<()> {
             .collect::<Result<_>>()?,
         embedder: a.embedder.clone(),
         gpu_layers: a.gpu_layers,
+        default_adapter: !a.no_default_adapter,
         ..Default::default()
     };
     lorag_serve::serve(lorag_serve::ServeConfig {

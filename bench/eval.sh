@@ -26,11 +26,12 @@ for ds in $DATASETS; do
       --max-questions "$N" --budget "$BUDGET" --max-tokens 64 "${style[@]}" >&2
     if [ "$ds" = new_wiki ]; then
       # The same questions through bench/rag.py (`lorag ask`, one process, same KB, model, k,
-      # style and answer budget): its RAG figures must agree with the eval's rag route.
+      # style and answer budget): its RAG figures must agree with the eval's rag route, which
+      # measures the model as given (so: without the adapter `lorag ask` ships for SmolLM2).
       python3 -c 'import json,sys; [print(json.dumps({"id": q["id"]})) for q in json.load(open(sys.argv[1]))["questions"] if not q["held_out"]]' \
         "$out/results.json" > "$out/rag-sh-ids.jsonl"
       python3 bench/rag.py --lorag "$BIN" --member new_wiki --ids "$out/rag-sh-ids.jsonl" --kb "$dir/kb" \
-        --unanswerable 0 --max-tokens 64 --model "$m" --out "$out/rag-sh" --json-out "$out/rag-sh.json" >&2
+        --unanswerable 0 --max-tokens 64 --model "$m" --no-default-adapter --out "$out/rag-sh" --json-out "$out/rag-sh.json" >&2
     fi
   done
 done

@@ -44,7 +44,8 @@ def clean(answer):
     return answer.replace("The knowledge base does not contain the answer.", "").strip()
 
 
-def ask_many(lorag, questions, kb=None, k=4, max_tokens=48, model=None, lora=None, label=""):
+def ask_many(lorag, questions, kb=None, k=4, max_tokens=48, model=None, lora=None, label="",
+             no_default_adapter=False):
     if not questions:
         return []
     """One lorag process answers all questions (one JSON line each); /reset keeps them independent."""
@@ -55,6 +56,8 @@ def ask_many(lorag, questions, kb=None, k=4, max_tokens=48, model=None, lora=Non
         args += ["--model", model]
     if lora:
         args += ["--lora", lora]
+    if no_default_adapter:
+        args += ["--no-default-adapter"]
     stdin = "".join(q.replace("\n", " ") + "\n/reset\n" for q in questions)
     p = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     # Feed stdin from a thread so that a full pipe cannot block either side.
@@ -176,6 +179,8 @@ def main():
     ap.add_argument("--unanswerable", type=int, default=100)
     ap.add_argument("--model", help="model path or catalogue name (default: lorag's, SmolLM2)")
     ap.add_argument("--lora", help="a GGUF LoRA adapter for every phase (RAG, no RAG, left out), e.g. from bench/rag_tune.py")
+    ap.add_argument("--no-default-adapter", action="store_true",
+                    help="the model as given: without the grounded adapter lorag ships for SmolLM2 (the \"before\")")
     ap.add_argument("--member", choices=["dev", "new_wiki"], default="dev",
                     help="the SQuAD file: v1.1 dev (default) or SQuAD-shifts new_wiki")
     ap.add_argument("--ids", help="answer exactly these questions (a JSONL file with an \"id\" per line, e.g. "
@@ -221,19 +226,21 @@ def main():
     # Keyed by content: binary, model file, adapter file, KB, questions and options.
     key = fingerprint(a.lorag, model_file(a.lorag, a.model), a.lora, os.path.abspath(full_kb), a.member,
                       [q[0] for q in sample], [q[0] for q in unanswerable],
-                      {"k": 4, "max_tokens": a.max_tokens, "style": STYLE})
+                      {"k": 4, "max_tokens": a.max_tokens, "style": STYLE,
+                       "no_default_adapter": a.no_default_adapter})
     res_dir = a.results or os.path.join(a.out, f"results-{key}")
     os.makedirs(res_dir, exist_ok=True)
     qs = [q[1] for q in sample]
     rag = cached(os.path.join(res_dir, "rag.json"),
                  lambda: ask_many(a.lorag, qs, kb=full_kb, max_tokens=a.max_tokens, model=a.model,
-                                  lora=a.lora, label="RAG"))
+                                  lora=a.lora, label="RAG", no_default_adapter=a.no_default_adapter))
     base = cached(os.path.join(res_dir, "no_rag.json"),
                   lambda: ask_many(a.lorag, qs, max_tokens=a.max_tokens, model=a.model, lora=a.lora,
                                    label="no RAG"))
     unans = cached(os.path.join(res_dir, "left_out.json"),
                    lambda: ask_many(a.lorag, [q[1] for q in unanswerable], kb=part_kb,
-                                    max_tokens=a.max_tokens, model=a.model, lora=a.lora, label="left out"))
+                                    max_tokens=a.max_tokens, model=a.model, lora=a.lora, label="left out",
+                                    no_default_adapter=a.no_default_adapter))
 
     def scores(results):
         f, em = [], []
@@ -260,8 +267,9 @@ def main():
                                    for q, r, b in zip(sample, rag, base)]}, f, indent=1)
 
     name = "SQuAD-shifts new_wiki" if a.member == "new_wiki" else "SQuAD v1.1 dev"
+    shipped = sorted({r.get("default_adapter") for r in rag if r.get("default_adapter")})
     print(f"\n{name}, {len(sample)} questions, KB of {len(paras)} paragraphs, "
-          f"{a.model or 'SmolLM2-135M Q4_1'}{' + LoRA ' + a.lora if a.lora else ''}, greedy, k=4 (answers in {res_dir})")
+          f"{a.model or 'SmolLM2-135M Q4_1'}{' + LoRA ' + a.lora if a.lora else ''}{' + ' + ', '.join(shipped) + ' (RAG)' if shipped else ''}, greedy, k=4 (answers in {res_dir})")
     print(f"{'':28} {'token F1':>9} {'EM':>7}")
     print(f"{'lorag ask --kb (RAG)':28} {rf1:9.1f} {rem:7.1f}")
     print(f"{'lorag ask (no RAG)':28} {bf1:9.1f} {bem:7.1f}")

@@ -721,6 +721,17 @@ fn demo_questions_cite_the_right_record() {
     let text = a["answer"].as_str().unwrap();
     assert!(text.contains("10 weeks"), "{text}");
     check_sentences(&a);
+    // With the benchmarks' style, a short cited phrase instead of a sentence.
+    let a = ask(
+        "How long does it take to get a building permit?",
+        &["--style", "Answer with a short phrase from the sources."],
+    );
+    assert_eq!(titles(&a), ["bygglov-002"], "{a:#}");
+    let text = a["answer"].as_str().unwrap();
+    assert!(
+        text.contains("10 weeks") && text.split_whitespace().count() <= 6,
+        "{text}"
+    );
 
     // The model as given: whatever it writes, a citation to the geothermal record does not survive.
     let a = ask(

@@ -7,8 +7,8 @@
 //!
 //! Invariants:
 //! - The compiled-in bytes hash to the catalogue's sha256 (a unit test checks it).
-//! - A file in `<models>/.adapters/` is complete and verified: it is written to a `.partial` name
-//!   and renamed, and an existing file whose hash differs is replaced.
+//! - A file in `<models>/.adapters/` is complete and verified: it is written whole
+//!   (`lorag_core::io::write_atomic`), and an existing file whose hash differs is replaced.
 //! - The adapter is offered only for the model it was trained on: the catalogue entry's file.
 
 use crate::{entry_path, find, io_err, Result};
@@ -81,11 +81,9 @@ fn write_verified(dest: &Path, a: &ShippedAdapter) -> Result<()> {
     }
     let parent = dest.parent().expect("has a parent");
     std::fs::create_dir_all(parent).map_err(io_err(parent))?;
-    // A per-process partial name: two processes starting at once each write their own.
-    let partial = dest.with_extension(format!("gguf.{}.partial", std::process::id()));
-    std::fs::write(&partial, a.bytes).map_err(io_err(&partial))?;
-    std::fs::rename(&partial, dest).map_err(io_err(dest))?;
-    Ok(())
+    // A temporary file per process and call, then a rename: two processes starting at once
+    // each write their own.
+    lorag_core::io::write_atomic(dest, a.bytes).map_err(io_err(dest))
 }
 
 #[cfg(test)]
@@ -131,8 +129,7 @@ mod tests {
             .map(|d| d.file_name())
             .collect();
         assert!(
-            left.iter()
-                .all(|n| !n.to_string_lossy().ends_with(".partial")),
+            left.iter().all(|n| !n.to_string_lossy().ends_with(".tmp")),
             "{left:?}"
         );
     }

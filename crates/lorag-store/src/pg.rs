@@ -11,9 +11,8 @@
 //!   serves lexical search, ranked by BM25 as the embedded store's FTS5 ranks (see [`BM25_SQL`]:
 //!   k1 = 1.2, b = 0.75, text 1.0 and section/title 0.5 as FTS5's column weights; the chunk count
 //!   and mean length cached per handle for 30 s, and dropped after the handle's own writes); the
-//!   vectors live in a
-//!   `vector(d)` column (typed when the model is recorded) under an HNSW index (cosine, m = 16,
-//!   ef_construction = 128, as the embedded index), and each dense query sets
+//!   vectors live in a `vector(d)` column (typed when the model is recorded) under an HNSW index
+//!   (cosine, m = 16, ef_construction = 128, as the embedded index), and each dense query sets
 //!   `hnsw.ef_search` (96, or k when larger) for its own transaction.
 //! - A source is replaced in one transaction under a per-source advisory lock: two writers of
 //!   one source wait for each other, and a killed writer's transaction is rolled back by the

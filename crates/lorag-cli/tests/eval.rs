@@ -227,6 +227,33 @@ fn four_routes_report_and_resume() {
     assert_eq!(questions(&out.join("test.jsonl")), test);
     assert_eq!(again["routes"], first["routes"]);
     assert_eq!(again["questions"], first["questions"]);
+
+    // --budget times each adapter's own training data (RAG-aware conversations carry their
+    // sources, so their steps cost more) and says what it chose, in results.json too.
+    let mut budgeted: Vec<&str> = args
+        .iter()
+        .copied()
+        .filter(|x| *x != "--train-steps" && *x != "2")
+        .collect();
+    budgeted.extend(["--budget", "30"]);
+    let run = lorag().args(&budgeted).output().unwrap();
+    let res: Value = serde_json::from_str(&ok(&run)).unwrap();
+    let probes: Value =
+        serde_json::from_slice(&std::fs::read(out.join("budget-probe.json")).unwrap()).unwrap();
+    for r in ["ft", "rag+ft"] {
+        assert!(
+            probes[r]["seconds_per_step"].as_f64().unwrap() > 0.0,
+            "{probes}"
+        );
+    }
+    let plan = res["options"]["training_plan"].as_str().unwrap();
+    assert!(
+        plan.contains("ft at ")
+            && plan.contains("rag+ft at ")
+            && plan.contains("within the budget of 30 min"),
+        "{plan}"
+    );
+    assert!(String::from_utf8_lossy(&run.stderr).contains(plan));
 }
 
 #[test]

@@ -26,7 +26,7 @@
 //! split  = split::split(&items, &SplitOptions{..})?       // errors before any work
 //! split::write_split(out, &split)?
 //! held   = split::held_out_slice(&split.test, n, seed)    // KB without held.sources
-//! plan   = budget::plan(budget, s_per_step, n_adapters, steps, &[0.25, 0.5], min)?
+//! plan   = budget::plan(budget, &[Training{route, seconds_per_step}], steps, &[0.25, 0.5], min)?
 //! // train ft on split.train (and split::subset(&split.train, f, seed) for the curve);
 //! // check split::find_leaks(&split.test, &training_items, 0.8).is_empty()
 //! results = Results::new(model, kb, options); results.split = SplitSummary::of(&split, &opts);

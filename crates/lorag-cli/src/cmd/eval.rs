@@ -157,7 +157,12 @@ pub fn run(a: EvalArgs) -> Result<()> {
             (*r == "ft" && a.ft_adapter.is_none()) || (*r == "rag+ft" && a.rag_ft_adapter.is_none())
         })
         .collect();
-    let plan = plan_training(&a, &to_train, &sp.train, &model_path, &train_qa)?;
+    // Each route's training data first: the budget needs each one's speed.
+    let mut data: BTreeMap<&str, PathBuf> = BTreeMap::new();
+    for route in &to_train {
+        data.insert(route, training_data(&a, route, &sp.train, &train_qa, "")?);
+    }
+    let plan = plan_training(&a, &data, &sp.train, &model_path)?;
     if !to_train.is_empty() {
         eprintln!("lorag eval: {}", plan.text);
     }
@@ -178,9 +183,8 @@ pub fn run(a: EvalArgs) -> Result<()> {
                 p.clone()
             }
             None => {
-                let data = training_data(&a, route, &sp.train, &train_qa, "")?;
                 check_no_leak(&test, &sp.train)?;
-                let t = train(&a, &data, &a.out.join(dir), plan.steps)?;
+                let t = train(&a, &data[route], &a.out.join(dir), plan.steps)?;
                 costs.insert(route, adapter_cost(&t.adapter, Some(t.minutes)));
                 if let Some(c) = t.loss {
                     loss_curves.insert(route.to_string(), c);
@@ -301,7 +305,8 @@ pub fn run(a: EvalArgs) -> Result<()> {
         serde_json::json!({
             "routes": routes, "test_split": a.test_split, "seed": a.seed, "k": a.k,
             "max_tokens": a.max_tokens, "style": a.style, "train_steps": plan.steps,
-            "qlora": a.qlora, "budget_minutes": a.budget, "questions": test.len(),
+            "qlora": a.qlora, "budget_minutes": a.budget, "training_plan": plan.text,
+            "questions": test.len(),
         }),
     );
     res.split = SplitSummary::of(&sp, &split_opts);
@@ -504,9 +509,12 @@ fn lorag_exe() -> Result<PathBuf> {
     std::env::current_exe().context("finding the lorag binary")
 }
 
+/// Run this binary's `lorag ARGS`: its messages go to stderr, its stdout nowhere (ours carries
+/// only the eval's own output, e.g. the `--json` results).
 fn run_lorag(args: &[String]) -> Result<()> {
     let st = Command::new(lorag_exe()?)
         .args(args)
+        .stdout(std::process::Stdio::null())
         .status()
         .with_context(|| format!("running lorag {}", args[0]))?;
     if !st.success() {
@@ -519,55 +527,73 @@ fn run_lorag(args: &[String]) -> Result<()> {
 }
 
 /// Steps per adapter and whether the learning curve is trained: --train-steps (or one epoch at
-/// batch 4), fitted to --budget from a few steps timed on this machine.
+/// batch 4), fitted to --budget from a few steps of each route's own data timed on this machine
+/// (a RAG-aware conversation carries its sources, so its steps cost several plain ones).
 fn plan_training(
     a: &EvalArgs,
-    to_train: &[&str],
+    data: &BTreeMap<&str, PathBuf>,
     train: &[QaItem],
     model: &Path,
-    train_qa: &Path,
 ) -> Result<BudgetPlan> {
     let wanted = a
         .train_steps
         .unwrap_or_else(|| train.len().div_ceil(4))
         .max(1);
-    let Some(minutes) = a.budget else {
-        return Ok(budget::plan(None, 1.0, to_train.len(), wanted, &[], 1)?);
-    };
-    if to_train.is_empty() {
-        return Ok(budget::plan(None, 1.0, 0, wanted, &[], 1)?);
+    let mut trainings = Vec::new();
+    for (route, path) in data {
+        let seconds_per_step = match a.budget {
+            Some(_) => Some(seconds_per_step(a, route, path, model)?),
+            None => None,
+        };
+        trainings.push(budget::Training {
+            route,
+            seconds_per_step,
+        });
     }
+    Ok(budget::plan(a.budget, &trainings, wanted, &CURVE, 2)?)
+}
+
+/// Seconds per training step of `route` on `data`: a 4-step `lorag tune` timed whole (model
+/// loading included, so the estimate errs on the slow side), kept in DIR/budget-probe.json
+/// while the model, the data and the training options are the same.
+fn seconds_per_step(a: &EvalArgs, route: &str, data: &Path, model: &Path) -> Result<f64> {
     let stamp = a.out.join("budget-probe.json");
-    let per_step = match std::fs::read(&stamp)
+    let mut probes: serde_json::Map<String, serde_json::Value> = std::fs::read(&stamp)
         .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-    {
-        Some(v) if v["model"] == file_hash(model)? => v["seconds_per_step"].as_f64().unwrap_or(1.0),
-        _ => {
-            let probe_dir = a.out.join("budget-probe");
-            let _ = std::fs::remove_dir_all(&probe_dir);
-            let probe = 4;
-            let t0 = Instant::now();
-            run_lorag(&tune_args(a, train_qa, &probe_dir, probe, model))?;
-            let per_step = t0.elapsed().as_secs_f64() / probe as f64;
-            let _ = std::fs::remove_dir_all(&probe_dir);
-            write_atomic(
-                &stamp,
-                serde_json::json!({"model": file_hash(model)?, "seconds_per_step": per_step})
-                    .to_string()
-                    .as_bytes(),
-            )?;
-            per_step
-        }
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let probe = 4;
+    let probe_dir = a.out.join("budget-probe");
+    let args = tune_args(a, data, &probe_dir, probe, model);
+    let key = {
+        let mut h = sha2::Sha256::new();
+        h.update(file_hash(data)?);
+        h.update(file_hash(model)?);
+        h.update(args[5..].join(" "));
+        hex::encode(h.finalize())
     };
-    Ok(budget::plan(
-        Some(minutes),
-        per_step,
-        to_train.len(),
-        wanted,
-        &CURVE,
-        2,
-    )?)
+    if let Some(s) = probes
+        .get(route)
+        .filter(|p| p["key"] == key.as_str())
+        .and_then(|p| p["seconds_per_step"].as_f64())
+    {
+        return Ok(s);
+    }
+    eprintln!("lorag eval: timing {probe} training steps of {route} for the budget");
+    let _ = std::fs::remove_dir_all(&probe_dir);
+    let t0 = Instant::now();
+    run_lorag(&args)?;
+    let per_step = t0.elapsed().as_secs_f64() / probe as f64;
+    let _ = std::fs::remove_dir_all(&probe_dir);
+    probes.insert(
+        route.to_string(),
+        serde_json::json!({"key": key, "seconds_per_step": per_step}),
+    );
+    write_atomic(
+        &stamp,
+        serde_json::Value::Object(probes).to_string().as_bytes(),
+    )?;
+    Ok(per_step)
 }
 
 fn tune_args(a: &EvalArgs, data: &Path, out: &Path, steps: usize, model: &Path) -> Vec<String> {

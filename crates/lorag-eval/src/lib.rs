@@ -57,7 +57,8 @@
 //!     }, …
 //!   },
 //!   "pairs": [ {"a","b","metric":"f1","n","diff","low","high","p_value","significant"} ],
-//!   "learning_curve": [ {"route":"ft","fraction":0.25,"f1":0.31}, … ],
+//!   "learning_curve": [ {"route":"ft","fraction":0.25,"f1":0.31,"f1s":[…]}, … ],
+//!   "curve_pairs": [ {"a":"ft @100%","b":"ft @25%", …as in pairs} ],
 //!   "loss_curves": { "ft": [[step, loss], …] },
 //!   "recommendation": { "route": "rag", "text": "…" },
 //!   "questions": [ { "id", "question", "reference", "alternatives"?: [..], "sources": [..],

@@ -371,11 +371,13 @@ mod tests {
                 route: "ft".into(),
                 fraction: 0.25,
                 f1: 0.2,
+                ..Default::default()
             },
             CurvePoint {
                 route: "ft".into(),
                 fraction: 1.0,
                 f1: 0.4,
+                ..Default::default()
             },
         ];
         let plots = render(&r).unwrap();

@@ -9,12 +9,11 @@
 //!    like `base`, counts as free), then less training (`train_minutes`), then the higher
 //!    `cited_share`, then the higher F1.
 //! 3. The paragraph then says which routes are traceable, what an update costs per route, the
-//!    recommended RAG route's refusals when measured, and how the learning curve trends.
+//!    recommended RAG route's refusals when measured, and how the learning curve trends: F1
+//!    grows (or falls) with training data only when the paired bootstrap of the full training
+//!    against the smallest share says so; otherwise the run cannot tell, and says that.
 
 use crate::results::{Recommendation, Results};
-
-/// Learning-curve change (F1, 0–1 scale) below which a curve is called flat.
-pub const FLAT_CURVE: f64 = 0.02;
 
 fn pct(x: f64) -> String {
     format!("{:.1}", 100.0 * x)
@@ -216,21 +215,34 @@ pub fn recommend(r: &Results) -> Recommendation {
         if pts.len() < 2 {
             continue;
         }
-        let d = last.1 - first.1;
-        let trend = if d > FLAT_CURVE {
-            "grows with training data, so more Q&A should help it"
-        } else if d < -FLAT_CURVE {
-            "falls as training data grows"
-        } else {
-            "is flat across training-data sizes, so more Q&A of this kind is unlikely to help it"
-        };
-        text.push_str(&format!(
-            " {route}'s F1 {trend} ({} at {:.0}% of the train split, {} at {:.0}%).",
+        let at = format!(
+            "{} at {:.0}% of the train split, {} at {:.0}%",
             pct(first.1),
             100.0 * first.0,
             pct(last.1),
             100.0 * last.0
-        ));
+        );
+        let tag = format!("{route} @{:.0}%", 100.0 * last.0);
+        let Some(p) = r.curve_pairs.iter().find(|p| p.a == tag) else {
+            text.push_str(&format!(" {route}'s F1: {at}."));
+            continue;
+        };
+        let ci = format!(
+            "{}, 95% CI {} to {}",
+            signed(p.diff),
+            signed(p.low),
+            signed(p.high)
+        );
+        let sentence = if p.significant && p.diff > 0.0 {
+            format!("grows with training data ({at}; {ci}), so more Q&A should help it")
+        } else if p.significant {
+            format!("falls as training data grows ({at}; {ci})")
+        } else {
+            format!(
+                "shows no significant change with training data ({at}; {ci}): these questions cannot tell whether more Q&A would help it"
+            )
+        };
+        text.push_str(&format!(" {route}'s F1 {sentence}."));
     }
     Recommendation {
         route: chosen,
@@ -240,7 +252,8 @@ pub fn recommend(r: &Results) -> Recommendation {
 
 #[cfg(test)]
 mod tests {
-    use crate::results::{synthetic, CurvePoint};
+    use crate::results::{curve_pairs, synthetic, CurvePoint};
+    use crate::StatsOptions;
 
     fn wave(n: usize, base: f64) -> Vec<f64> {
         (0..n)
@@ -351,24 +364,23 @@ mod tests {
     #[test]
     fn learning_curve_trend_and_degenerate_cases() {
         let mut r = synthetic(&[("base", false, wave(12, 0.5)), ("ft", false, wave(12, 0.5))]);
+        let point = |fraction: f64, f1s: Vec<f64>| CurvePoint {
+            route: "ft".into(),
+            fraction,
+            f1: f1s.iter().sum::<f64>() / f1s.len() as f64,
+            f1s,
+        };
+        let pairs = |r: &mut crate::Results| {
+            r.curve_pairs = curve_pairs(&r.learning_curve, &StatsOptions::default());
+            super::recommend(r)
+        };
+        // Better on every question with the whole train split: a real trend.
         r.learning_curve = vec![
-            CurvePoint {
-                route: "ft".into(),
-                fraction: 1.0,
-                f1: 0.40,
-            },
-            CurvePoint {
-                route: "ft".into(),
-                fraction: 0.25,
-                f1: 0.20,
-            },
-            CurvePoint {
-                route: "ft".into(),
-                fraction: 0.5,
-                f1: 0.31,
-            },
+            point(1.0, wave(12, 0.4)),
+            point(0.25, wave(12, 0.2)),
+            point(0.5, wave(12, 0.3)),
         ];
-        let rec = super::recommend(&r);
+        let rec = pairs(&mut r);
         // Tied, neither traceable: base is free to update, ft costs a re-training.
         assert_eq!(rec.route, "base", "{}", rec.text);
         assert!(
@@ -377,9 +389,34 @@ mod tests {
             "{}",
             rec.text
         );
-        assert!(rec.text.contains("ft's F1 grows with training data, so more Q&A should help it (20.0 at 25% of the train split, 40.0 at 100%)."), "{}", rec.text);
-        r.learning_curve[0].f1 = 0.21;
-        assert!(super::recommend(&r).text.contains("ft's F1 is flat"));
+        assert!(rec.text.contains("ft's F1 grows with training data (20.0 at 25% of the train split, 40.0 at 100%; +20.0, 95% CI +20.0 to +20.0), so more Q&A should help it."), "{}", rec.text);
+        assert_eq!(r.curve_pairs[0].a, "ft @100%");
+        assert_eq!(r.curve_pairs[0].b, "ft @25%");
+        // Worse on every question: it falls.
+        r.learning_curve[1] = point(0.25, wave(12, 0.6));
+        assert!(pairs(&mut r)
+            .text
+            .contains("ft's F1 falls as training data grows (60.0 at 25%"));
+        // A higher mean that the questions do not support (one question moves): no claim.
+        let mut one_up = wave(12, 0.2);
+        one_up[0] = 1.0;
+        r.learning_curve[0] = point(1.0, one_up);
+        r.learning_curve[1] = point(0.25, wave(12, 0.2));
+        let text = pairs(&mut r).text;
+        assert!(
+            text.contains("ft's F1 shows no significant change with training data (20.0 at 25% of the train split, 27.5 at 100%; +7.5, 95% CI")
+                && text.contains("these questions cannot tell whether more Q&A would help it."),
+            "{text}"
+        );
+        // Results written before per-question scores were kept: the figures, no trend.
+        for p in &mut r.learning_curve {
+            p.f1s.clear();
+        }
+        let text = pairs(&mut r).text;
+        assert!(
+            text.contains("ft's F1: 20.0 at 25% of the train split, 27.5 at 100%."),
+            "{text}"
+        );
 
         let one = synthetic(&[("rag", true, wave(5, 0.5))]);
         assert_eq!(one.recommendation.route, "rag");

@@ -514,11 +514,13 @@ mod tests {
                 route: "ft".into(),
                 fraction: 0.25,
                 f1: 0.1,
+                ..Default::default()
             },
             CurvePoint {
                 route: "ft".into(),
                 fraction: 1.0,
                 f1: 0.25,
+                ..Default::default()
             },
         ];
         let d = tempfile::tempdir().unwrap();

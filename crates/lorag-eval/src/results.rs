@@ -44,6 +44,10 @@ pub struct Results {
     pub pairs: Vec<Pair>,
     #[serde(default)]
     pub learning_curve: Vec<CurvePoint>,
+    /// Per fine-tuned route with a learning curve: the paired bootstrap on F1 of its full
+    /// training against its smallest share (`a` = "ROUTE @100%", `b` = "ROUTE @25%").
+    #[serde(default)]
+    pub curve_pairs: Vec<Pair>,
     /// Training loss per route: `[[step, loss], …]`.
     #[serde(default)]
     pub loss_curves: BTreeMap<String, Vec<[f64; 2]>>,
@@ -125,11 +129,15 @@ pub struct Pair {
 }
 
 /// F1 of a route trained on `fraction` of the train split.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct CurvePoint {
     pub route: String,
     pub fraction: f64,
     pub f1: f64,
+    /// F1 per test question (the answerable ones, in `questions` order): what the learning
+    /// curve's paired bootstrap resamples. Empty in results written before it was kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub f1s: Vec<f64>,
 }
 
 /// The chosen route and the paragraph that says why.
@@ -229,6 +237,39 @@ pub struct RouteSpec {
     pub cost: Cost,
 }
 
+/// Per route of `curve`: its full training (the largest share) against its smallest share,
+/// paired on the same test questions. Points without per-question scores give no pair.
+pub(crate) fn curve_pairs(curve: &[CurvePoint], opts: &StatsOptions) -> Vec<Pair> {
+    let mut routes: Vec<&str> = curve.iter().map(|p| p.route.as_str()).collect();
+    routes.sort();
+    routes.dedup();
+    let mut out = Vec::new();
+    for route in routes {
+        let mut pts: Vec<&CurvePoint> = curve.iter().filter(|p| p.route == route).collect();
+        pts.sort_by(|a, b| a.fraction.total_cmp(&b.fraction));
+        let (Some(small), Some(full)) = (pts.first(), pts.last()) else {
+            continue;
+        };
+        if pts.len() < 2 || small.f1s.is_empty() {
+            continue;
+        }
+        if let Some(p) = paired_bootstrap(&full.f1s, &small.f1s, opts) {
+            out.push(Pair {
+                a: format!("{route} @{:.0}%", 100.0 * full.fraction),
+                b: format!("{route} @{:.0}%", 100.0 * small.fraction),
+                metric: "f1".into(),
+                n: full.f1s.len(),
+                diff: p.diff,
+                low: p.low,
+                high: p.high,
+                p_value: p.p_value,
+                significant: p.significant,
+            });
+        }
+    }
+    out
+}
+
 impl Results {
     /// Empty results for `model` (and `kb`) with the run's `options`.
     pub fn new(model: impl Into<String>, kb: Option<String>, options: serde_json::Value) -> Self {
@@ -241,6 +282,7 @@ impl Results {
             routes: BTreeMap::new(),
             pairs: Vec::new(),
             learning_curve: Vec::new(),
+            curve_pairs: Vec::new(),
             loss_curves: BTreeMap::new(),
             recommendation: Recommendation::default(),
             questions: Vec::new(),
@@ -280,6 +322,7 @@ impl Results {
                 }
             }
         }
+        self.curve_pairs = curve_pairs(&self.learning_curve, opts);
         self.recommendation = crate::recommend::recommend(self);
     }
 

@@ -390,6 +390,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
                 route: route.to_string(),
                 fraction: *f,
                 f1: mean(&f1s),
+                f1s,
             });
         }
         for r in route_list.iter().filter(|r| r.adapter.is_some()) {
@@ -403,6 +404,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
                 route: r.name.to_string(),
                 fraction: 1.0,
                 f1: mean(&f1s),
+                f1s,
             });
         }
     }

@@ -2,7 +2,9 @@
 # `lorag eval` end to end: base, RAG, fine-tuned and RAG + fine-tuned on held-out questions, on
 # the construction-law FAQ and on SQuAD-shifts new_wiki, for SmolLM2-135M and Qwen2.5-0.5B.
 #   bench/eval.sh            (env: N questions per test split (60), BUDGET training minutes per
-#                             run (10), MODELS, DATASETS)
+#                             run (10), or STEPS training steps per adapter in its place (to
+#                             repeat a run: its results.json has options.train_steps), MODELS,
+#                             DATASETS)
 # Each run's report is bench/out/eval/<dataset>-<model>/report.html; a table of every run's
 # figures and recommendation is printed at the end. A stopped run resumes from its cache.
 set -euo pipefail
@@ -13,6 +15,7 @@ MODELS_DIR="${LORAG_MODELS:-$HOME/.local/share/lorag/models}"
 "$BIN" models fetch qwen2.5-coder-0.5b-instruct >&2
 read -r FAQ WIKI < <(python3 bench/eval_data.py --models "$MODELS_DIR")
 N="${N:-60}"; BUDGET="${BUDGET:-10}"
+if [ -n "${STEPS:-}" ]; then train=(--train-steps "$STEPS"); else train=(--budget "$BUDGET"); fi
 MODELS="${MODELS:-smollm2-135m-instruct qwen2.5-coder-0.5b-instruct}"
 DATASETS="${DATASETS:-faq new_wiki}"
 for ds in $DATASETS; do
@@ -23,7 +26,7 @@ for ds in $DATASETS; do
     out="bench/out/eval/$ds-$m"
     echo "== $ds, $m" >&2
     "$BIN" eval --kb "$dir/kb" --qa "$dir/qa.jsonl" --out "$out" --model "$m" \
-      --max-questions "$N" --budget "$BUDGET" --max-tokens 64 "${style[@]}" >&2
+      --max-questions "$N" "${train[@]}" --max-tokens 64 "${style[@]}" >&2
     if [ "$ds" = new_wiki ]; then
       # The same questions through bench/rag.py (`lorag ask`, one process, same KB, model, k,
       # style and answer budget): its RAG figures must agree with the eval's rag route, which

@@ -222,7 +222,7 @@ pub fn recommend(r: &Results) -> Recommendation {
             pct(last.1),
             100.0 * last.0
         );
-        let tag = format!("{route} @{:.0}%", 100.0 * last.0);
+        let tag = crate::results::curve_label(route, last.0);
         let Some(p) = r.curve_pairs.iter().find(|p| p.a == tag) else {
             text.push_str(&format!(" {route}'s F1: {at}."));
             continue;

@@ -128,6 +128,25 @@ pub struct Pair {
     pub significant: bool,
 }
 
+impl Pair {
+    /// The paired bootstrap on F1 of `a` against `b` (per-question scores `x` and `y` on the
+    /// same questions); `None` when empty or of different lengths.
+    fn f1(a: String, b: String, x: &[f64], y: &[f64], opts: &StatsOptions) -> Option<Pair> {
+        let p = paired_bootstrap(x, y, opts)?;
+        Some(Pair {
+            a,
+            b,
+            metric: "f1".into(),
+            n: x.len(),
+            diff: p.diff,
+            low: p.low,
+            high: p.high,
+            p_value: p.p_value,
+            significant: p.significant,
+        })
+    }
+}
+
 /// F1 of a route trained on `fraction` of the train split.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct CurvePoint {
@@ -237,6 +256,11 @@ pub struct RouteSpec {
     pub cost: Cost,
 }
 
+/// How `curve_pairs` names a route trained on `fraction` of the train split: "ft @25%".
+pub fn curve_label(route: &str, fraction: f64) -> String {
+    format!("{route} @{:.0}%", 100.0 * fraction)
+}
+
 /// Per route of `curve`: its full training (the largest share) against its smallest share,
 /// paired on the same test questions. Points without per-question scores give no pair.
 pub(crate) fn curve_pairs(curve: &[CurvePoint], opts: &StatsOptions) -> Vec<Pair> {
@@ -253,19 +277,13 @@ pub(crate) fn curve_pairs(curve: &[CurvePoint], opts: &StatsOptions) -> Vec<Pair
         if pts.len() < 2 || small.f1s.is_empty() {
             continue;
         }
-        if let Some(p) = paired_bootstrap(&full.f1s, &small.f1s, opts) {
-            out.push(Pair {
-                a: format!("{route} @{:.0}%", 100.0 * full.fraction),
-                b: format!("{route} @{:.0}%", 100.0 * small.fraction),
-                metric: "f1".into(),
-                n: full.f1s.len(),
-                diff: p.diff,
-                low: p.low,
-                high: p.high,
-                p_value: p.p_value,
-                significant: p.significant,
-            });
-        }
+        out.extend(Pair::f1(
+            curve_label(route, full.fraction),
+            curve_label(route, small.fraction),
+            &full.f1s,
+            &small.f1s,
+            opts,
+        ));
     }
     out
 }
@@ -307,19 +325,8 @@ impl Results {
                     .filter_map(|q| Some((q.answers.get(&a.name)?.f1, q.answers.get(&b.name)?.f1)))
                     .collect();
                 let (x, y): (Vec<f64>, Vec<f64>) = both.into_iter().unzip();
-                if let Some(p) = paired_bootstrap(&x, &y, opts) {
-                    self.pairs.push(Pair {
-                        a: a.name.clone(),
-                        b: b.name.clone(),
-                        metric: "f1".into(),
-                        n: x.len(),
-                        diff: p.diff,
-                        low: p.low,
-                        high: p.high,
-                        p_value: p.p_value,
-                        significant: p.significant,
-                    });
-                }
+                self.pairs
+                    .extend(Pair::f1(a.name.clone(), b.name.clone(), &x, &y, opts));
             }
         }
         self.curve_pairs = curve_pairs(&self.learning_curve, opts);

@@ -567,13 +567,7 @@ fn seconds_per_step(a: &EvalArgs, route: &str, data: &Path, model: &Path) -> Res
     let probe = 4;
     let probe_dir = a.out.join("budget-probe");
     let args = tune_args(a, data, &probe_dir, probe, model);
-    let key = {
-        let mut h = sha2::Sha256::new();
-        h.update(file_hash(data)?);
-        h.update(file_hash(model)?);
-        h.update(args[5..].join(" "));
-        hex::encode(h.finalize())
-    };
+    let key = tune_stamp(data, model, &args)?;
     if let Some(s) = probes
         .get(route)
         .filter(|p| p["key"] == key.as_str())
@@ -596,6 +590,16 @@ fn seconds_per_step(a: &EvalArgs, route: &str, data: &Path, model: &Path) -> Res
         serde_json::Value::Object(probes).to_string().as_bytes(),
     )?;
     Ok(per_step)
+}
+
+/// What a `lorag tune` run depends on: its data, its model and its options (`tune_args` past
+/// `--data`/`--out`, so the folder it writes to does not count).
+fn tune_stamp(data: &Path, model: &Path, args: &[String]) -> Result<String> {
+    let mut h = sha2::Sha256::new();
+    h.update(file_hash(data)?);
+    h.update(file_hash(model)?);
+    h.update(args[5..].join(" "));
+    Ok(hex::encode(h.finalize()))
 }
 
 fn tune_args(a: &EvalArgs, data: &Path, out: &Path, steps: usize, model: &Path) -> Vec<String> {
@@ -702,13 +706,7 @@ struct Trained {
 fn train(a: &EvalArgs, data: &Path, out: &Path, steps: usize) -> Result<Trained> {
     let model = lorag_service::resolve_model(a.model.as_deref())?;
     let args = tune_args(a, data, out, steps, &model);
-    let stamp = {
-        let mut h = sha2::Sha256::new();
-        h.update(file_hash(data)?);
-        h.update(file_hash(&model)?);
-        h.update(args[5..].join(" "));
-        hex::encode(h.finalize())
-    };
+    let stamp = tune_stamp(data, &model, &args)?;
     let stamp_file = out.join("eval-stamp.json");
     let adapter = out.join("adapter.gguf");
     let old: Option<serde_json::Value> = std::fs::read(&stamp_file)
